@@ -1,0 +1,3 @@
+"""hsl-tools: Hindsight Supervised Learning for LLM agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""The environment protocol every stage speaks, and the registry that names environments.
+
+An `Environment` knows its splits and tasks and starts episodes; an `Episode` is one running
+task. Episodes are separate objects so that rollouts can step many of them in lockstep.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hsl_tools.goals import Goal
+from hsl_tools.records import Trajectory
+
+
+@dataclass
+class StepResult:
+    observation: str
+    done: bool
+    won: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Episode(Protocol):
+    task_id: str
+    instruction: str
+    observation: str  # the initial observation, without the instruction
+    meta: dict[str, Any]  # goal type and the like, copied into the trajectory record
+    done: bool
+    won: bool
+
+    def step(self, action: str) -> StepResult: ...
+
+    def expert_action(self) -> str:
+        """The expert's next action (environments without an expert raise)."""
+        ...
+
+    def admissible_actions(self) -> list[str]: ...
+
+
+class Environment(Protocol):
+    name: str
+    splits: tuple[str, ...]
+    max_steps: int
+
+    def task_ids(self, split: str, n: int | None = None) -> list[str]: ...
+
+    def reset(self, task_id: str) -> Episode: ...
+
+    def oracle(self, trajectory: Trajectory) -> dict[Goal, int]:
+        """Every template goal the trajectory achieved, with the first step it held."""
+        ...
+
+
+ENVIRONMENTS = {"household": "hsl_tools.envs.household:Household"}
+
+
+def make_env(name: str, **options: Any) -> Environment:
+    """An environment by name; an unknown name fails with the list of known ones."""
+    if name not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {name!r} (valid: {', '.join(ENVIRONMENTS)})")
+    module, cls = ENVIRONMENTS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)
+
+
+def check_split(env: Environment, split: str) -> None:
+    if split not in env.splits:
+        raise ValueError(f"unknown split {split!r} for {env.name} (valid: {', '.join(env.splits)})")

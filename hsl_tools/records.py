@@ -1,0 +1,217 @@
+"""The JSONL records that pass between stages, and crash-safe reading and writing of them.
+
+Every record carries a `schema` tag and keeps fields it does not know (a dump from another
+tool loses nothing on a round trip). Reading fails on the first bad line with
+`path:line: field: what is wrong`. Outputs are written so that a killed stage never leaves
+a half file where a good one was, and a re-run resumes instead of redoing finished records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class RecordError(ValueError):
+    """A bad input line; the message is one line: `path:line: field: what is wrong`."""
+
+
+class Record(BaseModel):
+    """Base of all records: unknown fields are kept; `schema` is serialised under that name."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    SCHEMA: ClassVar[str]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True, mode="json"), ensure_ascii=False)
+
+
+class Step(Record):
+    """Action a_i and the observation that followed it."""
+
+    action: str
+    observation: str
+    thought: str | None = None
+
+
+class Trajectory(Record):
+    """One episode of one policy on one task; the instruction is kept out of the observation."""
+
+    SCHEMA: ClassVar[str] = "hsl.trajectory/1"
+    schema_: Literal["hsl.trajectory/1"] = Field("hsl.trajectory/1", alias="schema")
+    id: str
+    env: str
+    split: str
+    task_id: str
+    instruction: str
+    initial_observation: str
+    steps: list[Step] = Field(default_factory=list)
+    success: bool = False
+    reward: float = 0.0
+    policy: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class GoalRecord(Record):
+    """One achieved goal of one trajectory, with the prefix of the trajectory up to step S(k)."""
+
+    SCHEMA: ClassVar[str] = "hsl.goal/1"
+    schema_: Literal["hsl.goal/1"] = Field("hsl.goal/1", alias="schema")
+    id: str
+    trajectory_id: str
+    goal: str
+    step: int = Field(ge=1, description="S(k): 1-based step at which the goal first held")
+    relabeler: str
+    prompt: str | None = None
+    trajectory: Trajectory
+    raw: str | None = None
+
+
+class DemoStep(Step):
+    """A demo step: `relevant` is the action's z in the HSL loss."""
+
+    relevant: bool = True
+    reason: str | None = None
+
+
+class Demo(Record):
+    """A demonstration to train on: ground truth, hindsight-relabeled, or the agent's own."""
+
+    SCHEMA: ClassVar[str] = "hsl.demo/1"
+    schema_: Literal["hsl.demo/1"] = Field("hsl.demo/1", alias="schema")
+    id: str
+    source: Literal["ground_truth", "hindsight", "self_imitation"]
+    instruction: str
+    initial_observation: str
+    steps: list[DemoStep]
+    relabeler: str | None = None
+    prompt: str | None = None
+    env: str | None = None
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _error_line(path: Path, lineno: int, err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(record)"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{path}:{lineno}: {field}: {first['msg']}{more}"
+
+
+def read_records(path: str | Path, model: type[R]) -> Iterator[R]:
+    """Yield validated records from a JSONL file; blank lines are skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(
+                    f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+            if not isinstance(data, dict):
+                raise RecordError(f"{path}:{lineno}: expected a JSON object")
+            try:
+                yield model.model_validate(data)
+            except ValidationError as e:
+                raise RecordError(_error_line(path, lineno, e)) from None
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> int:
+    """Write all records at once through a temporary file and a rename; returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    n = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(record.to_json() + "\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+class StageOutput:
+    """Append-only, resumable output of one stage.
+
+    Records go to `OUT.partial`, flushed one by one, so a killed stage keeps what it finished;
+    `finish()` renames the partial file onto OUT in one step, so OUT is only ever a whole file.
+    On open, records already in OUT or in a partial file count as done (`done` holds their
+    keys) and are carried over: a re-run skips them. `fresh=True` starts from nothing.
+    """
+
+    def __init__(self, path: str | Path, model: type[Record],
+                 key: Callable[[Any], str] = lambda r: r.id, fresh: bool = False) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.key = key
+        self.done: set[str] = set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        carried: list[str] = []
+        if not fresh:
+            carried = self._load(self.partial, model, tolerate_torn_tail=True)
+            if not carried and self.path.exists():
+                carried = self._load(self.path, model, tolerate_torn_tail=False)
+        self.resumed = len(carried)
+        self._f = self.partial.open("w", encoding="utf-8")
+        self._f.writelines(carried)
+        self._f.flush()
+
+    def _load(self, path: Path, model: type[Record], tolerate_torn_tail: bool) -> list[str]:
+        """Lines of `path` that hold valid records (a partial file may end mid-line)."""
+        if not path.exists():
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if tolerate_torn_tail and lines and not lines[-1].endswith("\n"):
+            lines = lines[:-1]
+        kept = []
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = model.model_validate_json(line)
+            except ValidationError as e:
+                raise RecordError(_error_line(path, lineno, e)) from None
+            self.done.add(self.key(record))
+            kept.append(line if line.endswith("\n") else line + "\n")
+        return kept
+
+    def write(self, record: Record) -> None:
+        self._f.write(record.to_json() + "\n")
+        self._f.flush()
+        self.done.add(self.key(record))
+
+    def finish(self) -> None:
+        """Make the output whole: fsync and rename the partial file onto OUT."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.partial, self.path)
+
+    def close(self) -> None:
+        """Stop without finishing: the partial file stays for the next run to resume."""
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.close()
