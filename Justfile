@@ -19,7 +19,7 @@ demo out="runs/demo":
     hsl collect --env household --split train --policy expert -n 200 --out {{out}}/expert-train.jsonl
     hsl show {{out}}/expert-train.jsonl --limit 1 --oracle
     hsl collect --env household --split seen --policy random -n 50 --out {{out}}/random-seen.jsonl
-    hsl show {{out}}/random-seen.jsonl --limit 1 --oracle
+    hsl show {{out}}/random-seen.jsonl --limit 1 --achieving
 
 # Run the whole test suite (slow end-to-end tests included).
 test *args:

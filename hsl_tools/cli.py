@@ -73,13 +73,19 @@ def show(
     limit: Annotated[int, typer.Option(help="How many to show.")] = 2,
     oracle: Annotated[bool, typer.Option(
         help="Also list every goal each trajectory achieved (the environment's truth).")] = False,
+    achieving: Annotated[bool, typer.Option(
+        help="Only trajectories that achieved some goal (implies --oracle).")] = False,
 ) -> None:
     """Print trajectories as the agent saw them, optionally with the goals they achieved."""
-    for i, trajectory in enumerate(read_records(path, Trajectory)):
-        if i >= limit:
+    shown = 0
+    for trajectory in read_records(path, Trajectory):
+        if shown >= limit:
             break
-        achieved = make_env(trajectory.env).oracle(trajectory) if oracle else None
-        print_trajectory(console, trajectory, achieved)
+        goals = make_env(trajectory.env).oracle(trajectory) if oracle or achieving else None
+        if achieving and not goals:
+            continue
+        print_trajectory(console, trajectory, goals)
+        shown += 1
 
 
 def main() -> None:

@@ -76,3 +76,12 @@ def test_show_lists_oracle_goals(tmp_path: Path) -> None:
     goal = next(read_records(out, Trajectory)).meta["goal"]
     assert result.exit_code == 0 and "achieved (oracle)" in result.output
     assert goal in " ".join(result.output.split())
+
+
+def test_show_achieving_skips_trajectories_without_goals(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    runner.invoke(app, ["collect", "--policy", "random", "-n", "30", "--out", str(out)])
+    result = runner.invoke(app, ["show", str(out), "--achieving", "--limit", "30"])
+    assert result.exit_code == 0
+    shown = result.output.count("achieved (oracle)")
+    assert 0 < shown < 30 and "achieved (oracle): nothing" not in result.output
