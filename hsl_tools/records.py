@@ -126,16 +126,15 @@ def read_records(path: str | Path, model: type[R]) -> Iterator[R]:
                 raise RecordError(_error_line(path, lineno, e)) from None
 
 
-def write_records(path: str | Path, records: Iterable[Record]) -> int:
-    """Write all records at once through a temporary file and a rename; returns the count."""
-    path = Path(path)
+def _write_atomically(path: Path, lines: Iterable[str]) -> int:
+    """Write lines to a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
     try:
         with tmp.open("w", encoding="utf-8") as f:
-            for record in records:
-                f.write(record.to_json() + "\n")
+            for line in lines:
+                f.write(line)
                 n += 1
             f.flush()
             os.fsync(f.fileno())
@@ -143,6 +142,16 @@ def write_records(path: str | Path, records: Iterable[Record]) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return n
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> int:
+    """Write all records at once, atomically; returns the count."""
+    return _write_atomically(Path(path), (r.to_json() + "\n" for r in records))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write one JSON document (a summary, a config), atomically."""
+    _write_atomically(Path(path), [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])
 
 
 class StageOutput:

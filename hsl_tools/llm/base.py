@@ -1,0 +1,66 @@
+"""The chat-model protocol, its generation settings, and the spec strings that pick a backend.
+
+`hf:PATH` (transformers), `vllm:PATH_OR_NAME` (vLLM offline), `openai:URL#MODEL` (any
+OpenAI-compatible server). Every backend takes a whole batch of conversations at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to sample. temperature 0 is greedy; `json_schema` asks for structured output
+    where the backend has it (others ignore it: callers validate what comes back)."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    json_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+
+    def but(self, **changes: Any) -> GenerationParams:
+        return replace(self, **changes)
+
+
+class ChatModel(Protocol):
+    spec: str
+    supports_json_schema: bool
+
+    def generate(self, conversations: list[Conversation],
+                 params: GenerationParams) -> list[str]:
+        """One reply per conversation, in order."""
+        ...
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded or reached; the message is one line."""
+
+
+BACKENDS = {"hf": "hsl_tools.llm.hf:HFChatModel",
+            "vllm": "hsl_tools.llm.vllm_backend:VLLMChatModel",
+            "openai": "hsl_tools.llm.openai_backend:OpenAIChatModel"}
+
+
+def make_chat_model(spec: str, **options: Any) -> ChatModel:
+    """A chat model from its spec, e.g. `hf:runs/m`, `vllm:meta-llama/Llama-3.3-70B-Instruct`,
+    `openai:http://127.0.0.1:8000/v1#my-model`."""
+    backend, _, target = spec.partition(":")
+    if backend not in BACKENDS or not target:
+        raise ModelError(f"bad model spec {spec!r} (valid: hf:PATH, vllm:PATH_OR_NAME, "
+                         "openai:URL#MODEL)")
+    module, cls = BACKENDS[backend].split(":")
+    return getattr(importlib.import_module(module), cls)(target, **options)
+
+
+def strip_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Cut a reply at the first stop string (backends may return text past it)."""
+    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]

@@ -1,0 +1,74 @@
+"""vLLM backend: offline `LLM.chat` over the whole batch, structured outputs, LoRA adapters.
+
+One engine per process and model (engines are costly to start and hold their memory), kept
+in a module cache. Code that creates one must run under `if __name__ == "__main__":` where
+multiprocessing spawns (vLLM's CPU build does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, strip_at_stop
+
+_ENGINES: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+
+
+def engine(target: str, **options: Any) -> Any:
+    """The process's vLLM engine for a model, started on first use."""
+    key = (target, tuple(sorted(options.items())))
+    if key not in _ENGINES:
+        try:
+            import torch
+            from vllm import LLM
+        except ImportError as e:
+            raise ModelError(f"vllm backend needs vLLM: pip install 'hsl-tools[vllm]' ({e})"
+                             ) from None
+        if not torch.cuda.is_available():  # vLLM's CPU build: no CUDA graphs, a KV budget
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            options = {"enforce_eager": True, "dtype": "bfloat16", **options}
+        looks_local = target.startswith((".", "/", "~")) or Path(target).exists()
+        if looks_local and not Path(target).expanduser().is_dir():
+            raise ModelError(f"vllm: no model folder at {target!r}")
+        try:
+            _ENGINES[key] = LLM(model=str(Path(target).expanduser()) if looks_local else target,
+                                **options)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"vllm: cannot load {target!r}: {str(e).splitlines()[0]}") from None
+    return _ENGINES[key]
+
+
+class VLLMChatModel:
+    """A model served in-process by vLLM; `lora` names an adapter folder to apply."""
+
+    supports_json_schema = True
+
+    def __init__(self, target: str, max_model_len: int = 4096, lora: str | None = None,
+                 tensor_parallel_size: int = 1, **engine_options: Any) -> None:
+        self.spec = f"vllm:{target}" + (f"+lora:{lora}" if lora else "")
+        options = {"max_model_len": max_model_len, **engine_options}
+        if tensor_parallel_size > 1:
+            options["tensor_parallel_size"] = tensor_parallel_size
+        if lora:
+            options.update(enable_lora=True, max_lora_rank=64)
+        self.llm = engine(target, **options)
+        self.lora = lora
+
+    def generate(self, conversations: list[Conversation],
+                 params: GenerationParams) -> list[str]:
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = (StructuredOutputsParams(json=json.dumps(params.json_schema))
+                      if params.json_schema else None)
+        sampling = SamplingParams(max_tokens=params.max_new_tokens,
+                                  temperature=params.temperature, top_p=params.top_p,
+                                  seed=params.seed, stop=list(params.stop) or None,
+                                  structured_outputs=structured)
+        lora = LoRARequest("adapter", 1, self.lora) if self.lora else None
+        outputs = self.llm.chat(conversations, sampling, use_tqdm=False, lora_request=lora)
+        return [strip_at_stop(o.outputs[0].text, params.stop) for o in outputs]

@@ -1,0 +1,104 @@
+"""Policies and batched rollouts: lockstep batching, the history rule, real model policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hsl_tools.agent import ExpertPolicy, LLMPolicy, RandomPolicy, rollout
+from hsl_tools.chat import parse_reply, task_message
+from hsl_tools.cli import app
+from hsl_tools.llm.base import GenerationParams, make_chat_model
+from hsl_tools.records import Trajectory, read_records
+
+
+class ExpertTypist:
+    """A stand-in chat model that types the expert's next action, so a rollout's outcome is
+    known; it records the batch size of every call. Real models are tested below and in
+    test_llm_backends. It finds each live episode by its task message."""
+
+    spec = "typist"
+    supports_json_schema = False
+
+    def __init__(self, env) -> None:
+        self.env, self.calls, self.episodes = env, [], {}
+
+    # the environment side: remember episodes as rollout starts them
+    name, splits, max_steps = "household", ("seen",), 40
+
+    def reset(self, task_id):
+        episode = self.env.reset(task_id)
+        self.episodes[task_message(episode.instruction, episode.observation)] = episode
+        return episode
+
+    def generate(self, conversations, params):
+        self.calls.append(len(conversations))
+        return [f"Thought: next.\nAction: {self.episodes[c[1]['content']].expert_action()}"
+                for c in conversations]
+
+
+def test_batched_rollout_steps_all_episodes_in_lockstep(household) -> None:
+    tasks = household.task_ids("seen", 6)
+    typist = ExpertTypist(household)
+    batched = list(rollout(typist, tasks, LLMPolicy(typist, react=True), "seen", batch_size=4))
+    assert all(t.success for t in batched) and len(batched) == 6
+    assert typist.calls[0] == 4 and max(typist.calls) == 4  # one call per step for the batch
+    assert sum(typist.calls) == sum(len(t.steps) for t in batched)  # finished ones drop out
+    assert all(s.thought == "next." for t in batched for s in t.steps)
+    expert = {t.task_id: t for t in rollout(household, tasks, ExpertPolicy(), "seen")}
+    assert {t.task_id: [s.action for s in t.steps] for t in batched} == {
+        tid: [s.action for s in t.steps] for tid, t in expert.items()}
+
+
+def test_rollout_does_not_depend_on_batch_size(household) -> None:
+    tasks = household.task_ids("train", 10)
+    one = {t.id: t for t in rollout(household, tasks, RandomPolicy(3), "train", batch_size=1)}
+    many = {t.id: t for t in rollout(household, tasks, RandomPolicy(3), "train", batch_size=8)}
+    assert one == many
+
+
+def test_unparseable_reply_costs_a_step(household, tiny_model: Path) -> None:
+    """The untrained tiny model mostly babbles: every reply still becomes one env step."""
+    policy = LLMPolicy(make_chat_model(f"hf:{tiny_model}"), GenerationParams(max_new_tokens=8))
+    household_short = type(household)(max_steps=3)
+    trajectories = list(rollout(household_short, ["train-00001", "train-00002"], policy, "train"))
+    for t in trajectories:
+        assert len(t.steps) == 3 and not t.success
+        for step in t.steps:
+            if parse_reply(step.action)[1] is None:
+                assert step.observation == "Nothing happens."
+
+
+def test_history_is_cut_to_fit_the_context(household, tiny_model: Path) -> None:
+    model = make_chat_model(f"hf:{tiny_model}")
+    episode = household.reset("train-00004")
+    history = list(next(rollout(household, ["train-00004"], RandomPolicy(0), "train")).steps)
+    policy = LLMPolicy(model, GenerationParams(max_new_tokens=32))
+    full = policy.prompt(episode, history)
+    assert len(full) == 2 + 2 * len(history)  # fits in 4096 tokens: nothing dropped
+    model.context_length = model.count_tokens(full) // 2
+    cut = policy.prompt(episode, history)
+    omitted = len(history) - (len(cut) - 2) // 2
+    assert 0 < omitted < len(history)
+    assert f"[{omitted} earlier steps omitted]" in cut[1]["content"]
+    assert model.count_tokens(cut) + 32 <= model.context_length
+    assert cut[-1]["content"] == history[-1].observation  # the newest steps stay
+
+
+def test_init_collect_eval_with_a_model(tmp_path: Path) -> None:
+    """The issue's command line: build a model, collect with it, evaluate it."""
+    runner = CliRunner()
+    model = tmp_path / "m"
+    assert runner.invoke(app, ["init-model", "--out", str(model)]).exit_code == 0
+    result = runner.invoke(app, ["collect", "--policy", f"hf:{model}", "-n", "4",
+                                 "--max-steps", "4", "--out", str(tmp_path / "t.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert len(list(read_records(tmp_path / "t.jsonl", Trajectory))) == 4
+    result = runner.invoke(app, ["eval", "--policy", f"hf:{model}", "--split", "seen,unseen",
+                                 "-n", "3", "--max-steps", "4", "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())["summary"]
+    assert {s: summary[s]["all"]["episodes"] for s in summary} == {"seen": 3, "unseen": 3}
+    assert summary["seen"]["all"]["success"] == 0.0  # untrained

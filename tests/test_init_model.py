@@ -1,0 +1,75 @@
+"""`hsl init-model`: local models that transformers and vLLM load, with training-ready templates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from conftest import need
+from hsl_tools.chat import render
+from hsl_tools.records import Step
+
+CHAT = render("put a mug in fridge", "You are in the middle of a room.",
+              [Step(action="go to fridge 1", observation="You arrive at fridge 1."),
+               Step(action="open fridge 1", observation="You open the fridge 1.")])
+
+
+def assistant_text(tokenizer, conversation) -> str:
+    enc = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    return tokenizer.decode([t for t, m in zip(enc["input_ids"], enc["assistant_masks"],
+                                               strict=True) if m])
+
+
+def test_tiny_model_is_small_byte_level_and_loads(tiny_model: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert 2e6 <= model.num_parameters() <= 10e6
+    assert len(tokenizer) < 4096
+    spec = json.loads((tiny_model / "tokenizer.json").read_text())
+    assert spec["model"]["type"] == "BPE" and spec["pre_tokenizer"]["type"] == "ByteLevel"
+    # whole environment words are single tokens: the vocabulary was learned from the world
+    assert len(tokenizer.tokenize(" countertop")) == 1
+
+
+def test_template_marks_exactly_the_assistant_tokens(tiny_model: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert assistant_text(tokenizer, CHAT) == "go to fridge 1<|im_end|>open fridge 1<|im_end|>"
+    prompt = tokenizer.apply_chat_template(CHAT[:2], add_generation_prompt=True, tokenize=False)
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text())
+def test_any_text_round_trips(tiny_model_tokenizer, text: str) -> None:
+    ids = tiny_model_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tiny_model_tokenizer.decode(ids) == text
+
+
+@pytest.fixture(scope="module")
+def tiny_model_tokenizer(tiny_model: Path):
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def test_smollm2_converts_with_our_template(smollm2: Path) -> None:
+    config = json.loads((smollm2 / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert "quantization_config" not in config
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    assert len(tokenizer) > 49000
+    assert assistant_text(tokenizer, CHAT) == "go to fridge 1<|im_end|>open fridge 1<|im_end|>"
+
+
+def test_vllm_loads_the_tiny_model(tiny_model: Path) -> None:
+    need("vllm")
+    from hsl_tools.llm.base import GenerationParams
+    from hsl_tools.llm.vllm_backend import VLLMChatModel
+
+    model = VLLMChatModel(str(tiny_model), max_model_len=1024)
+    replies = model.generate([CHAT[:2]] * 2, GenerationParams(max_new_tokens=4))
+    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
