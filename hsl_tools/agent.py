@@ -84,7 +84,8 @@ class LLMPolicy:
     def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
         prompts = [self.prompt(e, h) for e, h in zip(episodes, histories, strict=True)]
         decisions = []
-        for reply in self.model.generate(prompts, self.params):
+        sessions = [e.task_id for e in episodes]
+        for reply in self.model.generate(prompts, self.params, sessions):
             thought, action = parse_reply(reply)
             decisions.append(Decision(action or reply.strip()[:200], thought))
         return decisions

@@ -33,7 +33,7 @@ class ExpertTypist:
         self.episodes[task_message(episode.instruction, episode.observation)] = episode
         return episode
 
-    def generate(self, conversations, params):
+    def generate(self, conversations, params, sessions=None):
         self.calls.append(len(conversations))
         return [f"Thought: next.\nAction: {self.episodes[c[1]['content']].expert_action()}"
                 for c in conversations]
@@ -102,3 +102,25 @@ def test_init_collect_eval_with_a_model(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())["summary"]
     assert {s: summary[s]["all"]["episodes"] for s in summary} == {"seen": 3, "unseen": 3}
     assert summary["seen"]["all"]["success"] == 0.0  # untrained
+
+
+def test_session_cache_changes_nothing_but_speed(household, tiny_model: Path) -> None:
+    """Replies with the prompt cache (sessions) equal replies computed from scratch, also when
+    sessions of different lengths share a batch and when a prompt stops extending its cache."""
+    model = make_chat_model(f"hf:{tiny_model}")
+    params = GenerationParams(max_new_tokens=8)
+    trajectories = list(rollout(household, ["train-00005", "train-00006"], RandomPolicy(2),
+                                "train"))
+    episodes = [household.reset(t.task_id) for t in trajectories]
+    policy = LLMPolicy(model, params)
+
+    def chats(k: int, lag: int = 0):
+        return [policy.prompt(e, t.steps[:max(0, k - i * lag)])
+                for i, (e, t) in enumerate(zip(episodes, trajectories, strict=True))]
+
+    for k in [0, 1, 2, 5, 3]:  # the last one goes back: no cached prefix fits
+        with_cache = model.generate(chats(k, lag=2), params, sessions=["a", "b"])
+        assert with_cache == [model.generate([c], params)[0] for c in chats(k, lag=2)]
+    assert set(model.cache.entries) == {"a", "b"}
+    model.generate(chats(1)[1:], params, sessions=["b"])
+    assert set(model.cache.entries) == {"b"}  # sessions not named are forgotten

@@ -34,9 +34,11 @@ class ChatModel(Protocol):
     spec: str
     supports_json_schema: bool
 
-    def generate(self, conversations: list[Conversation],
-                 params: GenerationParams) -> list[str]:
-        """One reply per conversation, in order."""
+    def generate(self, conversations: list[Conversation], params: GenerationParams,
+                 sessions: list[str] | None = None) -> list[str]:
+        """One reply per conversation, in order. `sessions` names each conversation so a
+        backend may reuse work from an earlier call on the same one (hf keeps its prompt
+        cache; vLLM caches prefixes by itself; others ignore it)."""
         ...
 
 

@@ -1,6 +1,12 @@
 """transformers backend: batched generation with left padding, on CPU or GPU.
 
 The default for tests and the embedded demo. No structured outputs: callers validate replies.
+
+Rollouts re-send a growing conversation every step. With `sessions` (one key per
+conversation), the prompt's key/value cache is kept between calls, and a call only runs the
+model over what is new since the last one (the last action and observation): the prompt
+costs O(new tokens) per step instead of O(whole history). A session not named in a call is
+forgotten, and a prompt that does not extend its cached one starts over.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.cache_utils import Cache, DynamicLayer
 from transformers.utils import logging as hf_logging
 
 from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, strip_at_stop
@@ -47,6 +54,10 @@ class HFChatModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
         self.context_length = getattr(self.model.config, "max_position_embeddings", 2048)
+        eos = self.model.generation_config.eos_token_id
+        self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])
+                         } - {None}
+        self.cache = SessionCache()
 
     def count_tokens(self, conversation: Conversation) -> int:
         """Prompt length of a conversation, generation prompt included."""
@@ -55,27 +66,166 @@ class HFChatModel:
                                                       )["input_ids"])
 
     @torch.inference_mode()
-    def generate(self, conversations: list[Conversation],
-                 params: GenerationParams) -> list[str]:
+    def generate(self, conversations: list[Conversation], params: GenerationParams,
+                 sessions: list[str] | None = None) -> list[str]:
+        """One reply per conversation; `sessions` keys let the next call reuse this prompt."""
+        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True,
+                                                      tokenize=True, return_dict=True
+                                                      )["input_ids"] for c in conversations]
+        if sessions is not None:
+            if len(sessions) != len(conversations):
+                raise ValueError(f"{len(sessions)} sessions for {len(conversations)} "
+                                 "conversations")
+            self.cache.keep_only(sessions)
         replies: list[str] = []
-        for start in range(0, len(conversations), self.batch_size):
-            replies += self._generate(conversations[start:start + self.batch_size], params)
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            replies += self._run(prompts[chunk], None if sessions is None else sessions[chunk],
+                                 params)
         return replies
 
-    def _generate(self, conversations: list[Conversation], params: GenerationParams
-                  ) -> list[str]:
-        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True,
-                                                      tokenize=False) for c in conversations]
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(self.device)
-        sample = params.temperature > 0
-        torch.manual_seed(params.seed)
-        out = self.model.generate(
-            **batch, max_new_tokens=params.max_new_tokens, do_sample=sample,
-            temperature=params.temperature if sample else None,
-            top_p=params.top_p if sample else None, top_k=None,
-            stop_strings=list(params.stop) or None, tokenizer=self.tokenizer,
-            pad_token_id=self.tokenizer.pad_token_id)
-        texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:],
-                                            skip_special_tokens=True)
-        return [strip_at_stop(t, params.stop) for t in texts]
+    def _run(self, prompts: list[list[int]], sessions: list[str] | None,
+             params: GenerationParams) -> list[str]:
+        """Prefill what is new of each prompt on top of its cached states, then decode."""
+        reuse = [0] * len(prompts) if sessions is None else [
+            self.cache.reusable(s, p) for s, p in zip(sessions, prompts, strict=True)]
+        self._max_new = params.max_new_tokens
+        cache, mask, last = self._prefill(prompts, sessions, reuse)
+        logits, position = last
+        generator = torch.Generator(self.device).manual_seed(params.seed)
+        eos = set(self.stop_ids)
+        generated: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        for _ in range(params.max_new_tokens):
+            tokens = _pick(logits, params, generator)
+            for i, token in enumerate(tokens.tolist()):
+                if done[i]:
+                    continue
+                if token in eos:
+                    done[i] = True
+                    continue
+                generated[i].append(token)
+                done[i] = len(generated[i]) >= params.max_new_tokens or bool(params.stop) and any(
+                    s in self.tokenizer.decode(generated[i][-16:]) for s in params.stop)
+            if all(done):
+                break
+            mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
+            position = position + 1
+            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
+                                position_ids=position[:, None], past_key_values=cache,
+                                use_cache=True).logits[:, -1, :]
+        return [strip_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), params.stop)
+                for g in generated]
+
+    def _prefill(self, prompts: list[list[int]], sessions: list[str] | None, reuse: list[int]
+                 ) -> tuple[Cache, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the uncached part of every prompt in one forward pass.
+
+        Row i of the batch is laid out as [pad][cached c_i][pad][new n_i]: cached states are
+        right-aligned in the first C columns, new tokens in the last N, and the attention mask
+        hides the padding, so causality by column and RoPE by explicit position stay exact.
+        """
+        batch, dev = len(prompts), self.device
+        new = [p[r:] for p, r in zip(prompts, reuse, strict=True)]
+        c_max, n_max = max(reuse), max(map(len, new))
+        input_ids = torch.full((batch, n_max), self.tokenizer.pad_token_id, device=dev)
+        mask = torch.zeros((batch, c_max + n_max), dtype=torch.long, device=dev)
+        positions = torch.ones((batch, n_max), dtype=torch.long, device=dev)
+        for i, (r, tokens) in enumerate(zip(reuse, new, strict=True)):
+            n = len(tokens)
+            input_ids[i, n_max - n:] = torch.tensor(tokens, device=dev)
+            mask[i, c_max - r:c_max] = 1
+            mask[i, c_max + n_max - n:] = 1
+            positions[i, n_max - n:] = torch.arange(r, r + n, device=dev)
+        capacity = c_max + n_max + self._max_new
+        past = self._stacked(sessions, reuse, c_max) if c_max and sessions else None
+        cache = Cache(layers=[_BufferLayer(capacity, None if past is None else past[i])
+                              for i in range(self.model.config.num_hidden_layers)])
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True)
+        if sessions is not None:  # keep each prompt's states (generated tokens come later)
+            for i, (session, r, tokens) in enumerate(zip(sessions, reuse, new, strict=True)):
+                width = c_max + n_max
+                states = [(torch.cat([layer.keys[i:i + 1, :, c_max - r:c_max],
+                                      layer.keys[i:i + 1, :, width - len(tokens):]], dim=2),
+                           torch.cat([layer.values[i:i + 1, :, c_max - r:c_max],
+                                      layer.values[i:i + 1, :, width - len(tokens):]], dim=2))
+                          for layer in cache.layers]
+                self.cache.entries[session] = (prompts[i], states)
+        return cache, mask, (out.logits[:, -1, :], positions[:, -1])
+
+    def _stacked(self, sessions: list[str], reuse: list[int], width: int
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Cached states of a batch, right-aligned and zero-padded to `width` columns."""
+        template = next(self.cache.entries[s][1]
+                        for s, r in zip(sessions, reuse, strict=True) if r)
+        stacked = []
+        for layer, (k0, _) in enumerate(template):
+            shape = (len(sessions), k0.shape[1], width, k0.shape[3])
+            keys, values = k0.new_zeros(shape), k0.new_zeros(shape)
+            for i, (session, r) in enumerate(zip(sessions, reuse, strict=True)):
+                if r:
+                    k, v = self.cache.entries[session][1][layer]
+                    keys[i, :, width - r:], values[i, :, width - r:] = k[0], v[0]
+            stacked.append((keys, values))
+        return stacked
+
+
+def _pick(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator
+          ) -> torch.Tensor:
+    """Greedy at temperature 0, else nucleus sampling."""
+    if params.temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class _BufferLayer(DynamicLayer):
+    """A key/value cache layer over preallocated buffers: appending a token writes in place,
+    where transformers' dynamic layer re-concatenates the whole cache every step."""
+
+    def __init__(self, capacity: int,
+                 initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+        if initial is not None:
+            self.update(*initial)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object,
+               **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            batch, heads, _, dim = key_states.shape
+            shape = (batch, heads, self.capacity, dim)
+            self._k, self._v = key_states.new_zeros(shape), value_states.new_zeros(shape)
+            self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+        end = self.length + key_states.shape[2]
+        self._k[:, :, self.length:end] = key_states
+        self._v[:, :, self.length:end] = value_states
+        self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+
+class SessionCache:
+    """Per-session prompt tokens and their key/value states, one [1, heads, len, dim] pair per
+    layer; generated tokens are not kept (the next prompt re-renders the reply itself)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = {}
+
+    def reusable(self, session: str, prompt: list[int]) -> int:
+        """How many leading prompt tokens already have cached states (never all of them:
+        the last prompt token must run to give the next-token logits)."""
+        if session not in self.entries:
+            return 0
+        ids, _ = self.entries[session]
+        return len(ids) if len(ids) < len(prompt) and prompt[:len(ids)] == ids else 0
+
+    def keep_only(self, sessions: list[str]) -> None:
+        for key in set(self.entries) - set(sessions):
+            del self.entries[key]

@@ -40,8 +40,8 @@ class OpenAIChatModel:
         self._status_error = openai.APIStatusError
         self.concurrency, self.attempts, self.backoff = concurrency, attempts, backoff
 
-    def generate(self, conversations: list[Conversation],
-                 params: GenerationParams) -> list[str]:
+    def generate(self, conversations: list[Conversation], params: GenerationParams,
+                 sessions: list[str] | None = None) -> list[str]:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(lambda c: self._one(c, params), conversations))
 

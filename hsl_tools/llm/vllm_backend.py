@@ -57,8 +57,8 @@ class VLLMChatModel:
         self.llm = engine(target, **options)
         self.lora = lora
 
-    def generate(self, conversations: list[Conversation],
-                 params: GenerationParams) -> list[str]:
+    def generate(self, conversations: list[Conversation], params: GenerationParams,
+                 sessions: list[str] | None = None) -> list[str]:
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
         from vllm.sampling_params import StructuredOutputsParams
