@@ -19,7 +19,7 @@ from hsl_tools.collect import collect as run_collect
 from hsl_tools.envs.base import make_env
 from hsl_tools.evaluate import summarize, summary_table
 from hsl_tools.llm.base import GenerationParams
-from hsl_tools.records import RecordError, Trajectory, read_records, write_json
+from hsl_tools.records import GoalRecord, RecordError, Trajectory, read_records, write_json
 from hsl_tools.show import print_trajectory
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -134,6 +134,99 @@ def evaluate(
     write_json(out / "summary.json", {"policy": policy, "env": env, "summary": summary})
     console.print(summary_table(summary, f"{policy} on {env}"))
     console.print(stats.line(out / "eval.jsonl"))
+
+
+RelabelerSpec = Annotated[str, typer.Option(
+    "--relabeler", "-r", help="rules (text procedure, no model), hf:PATH, vllm:PATH_OR_NAME "
+                              "or openai:URL#MODEL.")]
+PromptName = Annotated[str | None, typer.Option(
+    help="Prompt template family/task@vN (LLM relabelers); the newest version by default.")]
+Attempts = Annotated[int, typer.Option(help="Tries per item before it goes to the failures "
+                                            "file (later tries sample warmer).")]
+Chunk = Annotated[int, typer.Option(help="Items per batched relabeler call (and per resume "
+                                         "checkpoint).")]
+
+
+def _relabel_summary(stats, out: Path, what: str) -> None:
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.per_type.items()))
+    console.print(f"wrote {stats.outputs} new {what} to {out} from {stats.inputs} inputs "
+                  f"({stats.resumed} resumed, {stats.empty} with none, {stats.failures} failed, "
+                  f"{stats.seconds:.1f} s){': ' + kinds if kinds else ''}")
+    if stats.failures:
+        console.print(f"failures with the replies: {out.with_name(out.stem + '.failures.jsonl')}")
+
+
+@app.command()
+def relabel(
+    trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Goal records JSONL to write.")],
+    relabeler: RelabelerSpec = "rules",
+    prompt: PromptName = None,
+    env: Env = "household",
+    only_failed_final: Annotated[bool, typer.Option(
+        help="RelabelFailure ablation: failed trajectories only, their last goal only.")] = False,
+    attempts: Attempts = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="Reply budget of an LLM relabeler.")] = 1024,
+    chunk: Chunk = 256,
+    fresh: Fresh = False,
+) -> None:
+    """Goal identification: every goal each trajectory achieved, and the step S(k) it first held.
+
+    One record per (trajectory, goal) with the trajectory cut at S(k); trajectories with no goal
+    are counted and dropped; replies that never parse go to OUT's .failures.jsonl.
+    Example: hsl relabel runs/x/agent.jsonl --out runs/x/goals.jsonl --relabeler rules
+    """
+    from hsl_tools.relabel.relabelers import make_relabeler
+    from hsl_tools.relabel.stages import relabel as run
+
+    the_relabeler = make_relabeler(relabeler, env, attempts, max_new_tokens)
+    stats = run(trajectories, out, the_relabeler, prompt, only_failed_final, chunk, fresh)
+    _relabel_summary(stats, out, "goals")
+
+
+@app.command()
+def mask(
+    goals: Annotated[Path, typer.Argument(help="Goal records JSONL (from hsl relabel).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demos JSONL to write.")],
+    relabeler: RelabelerSpec = "rules",
+    prompt: PromptName = None,
+    env: Env = "household",
+    attempts: Attempts = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="Reply budget of an LLM relabeler.")] = 1024,
+    chunk: Chunk = 256,
+    fresh: Fresh = False,
+) -> None:
+    """Action relevance: label each action of each relabeled prefix as needed (z=1) or not.
+
+    Writes hindsight demos; each shows n_relevant (n_d) and n_actions (T_d).
+    Example: hsl mask runs/x/goals.jsonl --out runs/x/demos.jsonl --relabeler rules
+    """
+    from hsl_tools.relabel.relabelers import make_relabeler
+    from hsl_tools.relabel.stages import mask as run
+
+    the_relabeler = make_relabeler(relabeler, env, attempts, max_new_tokens)
+    _relabel_summary(run(goals, out, the_relabeler, prompt, chunk, fresh), out, "demos")
+
+
+@app.command("relabel-check")
+def relabel_check(
+    goals: Annotated[Path, typer.Argument(help="Goal records JSONL (from hsl relabel).")],
+    trajectories: Annotated[Path, typer.Option(
+        "--trajectories", "-t", help="The trajectories that were relabeled (all of them).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report as JSON.")
+                   ] = None,
+) -> None:
+    """Relabel accuracy against the environment's oracle: precision, recall, exact S(k).
+
+    Example: hsl relabel-check runs/x/goals.jsonl -t runs/x/agent.jsonl
+    """
+    from hsl_tools.relabel.check import check, check_table
+
+    report = check(read_records(trajectories, Trajectory), read_records(goals, GoalRecord))
+    if out is not None:
+        write_json(out, report)
+    console.print(check_table(report, f"{goals} vs the oracle ({report['trajectories']} "
+                                      "trajectories)"))
 
 
 @app.command()

