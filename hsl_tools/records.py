@@ -93,6 +93,7 @@ class Demo(Record):
     prompt: str | None = None
     env: str | None = None
     trajectory_id: str | None = None
+    task_id: str | None = None
     n_relevant: int = Field(0, description="n_d: actions with z = 1 (derived from steps)")
     n_actions: int = Field(0, description="T_d: actions in the demo (derived from steps)")
 

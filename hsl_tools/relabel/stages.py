@@ -122,7 +122,7 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
                         id=g.id, source="hindsight", instruction=g.goal,
                         initial_observation=g.trajectory.initial_observation, steps=steps,
                         relabeler=relabeler.spec, env=g.trajectory.env,
-                        trajectory_id=g.trajectory_id,
+                        trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id,
                         prompt=prompt_id))
                     stats.outputs += 1
                     stats.per_type[_goal_type(g.goal)] += 1

@@ -1,0 +1,209 @@
+"""The HSL loop of a recipe: SFT first, then iterations of collect -> relabel -> mask ->
+buffer -> train, evaluating every few iterations. Each step lives in its own folder of the run
+and is skipped when already done, so re-running a killed run continues where it stopped.
+
+    run/model0/      the starting model          run/expert.jsonl  ground-truth demos
+    run/sft/         SFT checkpoint              run/eval-sft/     its evaluation
+    run/iter-001/    agent.jsonl goals.jsonl demos.jsonl ckpt/ [eval/] done
+    run/buffer.jsonl the hindsight buffer D'     run/metrics.jsonl one line per iteration
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from rich.console import Console
+
+from hsl_tools.agent import make_policy
+from hsl_tools.collect import collect
+from hsl_tools.envs.base import make_env
+from hsl_tools.evaluate import evaluate
+from hsl_tools.llm.base import GenerationParams
+from hsl_tools.records import Demo, read_records
+from hsl_tools.relabel.relabelers import make_relabeler
+from hsl_tools.relabel.stages import mask, relabel
+from hsl_tools.train.data import load_demos, push
+from hsl_tools.train.loop import TrainConfig, train
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunSection(_Section):
+    dir: str
+    env: str = "household"
+    seed: int = 42
+    max_steps: int = 40
+
+
+class ModelSection(_Section):
+    init: str | None = "tiny"  # an `hsl init-model` preset; empty to start from `base`
+    base: str | None = None  # a model folder or hub name
+    batch_size: int = 32  # rollout batch
+
+
+class SFTSection(_Section):
+    demos: int = 200
+    steps: int | None = None
+    epochs: float = 3.0
+    batch_size: int = 32
+    lr: float = 2e-5
+    lora_r: int = 0
+
+
+class HSLSection(_Section):
+    iterations: int = 0
+    collect: int = 18
+    temperature: float = 0.7
+    data: Literal["hindsight", "relabel_failure", "self_imitation"] = "hindsight"
+    relabeler: str = "rules"
+    masker: str = "rules"
+    steps: int = 4
+    batch_size: int = 32
+    lr: float = 2e-5
+    lam: float = 0.3
+    alpha: float = 0.8
+    capacity: int = 100
+    mask: bool = True
+    uniform: bool = False
+    lora_r: int = 0
+
+
+class EvalSection(_Section):
+    every: int = 0  # 0: only after SFT and at the end
+    splits: list[str] = ["seen", "unseen"]
+    n: int | None = None
+    batch_size: int = 32
+
+
+class Recipe(_Section):
+    run: RunSection
+    model: ModelSection = ModelSection()
+    sft: SFTSection = SFTSection()
+    hsl: HSLSection = HSLSection()
+    eval: EvalSection = EvalSection()
+
+
+def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """A recipe from TOML, with `section.key=value` overrides; errors name the field."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ValueError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "done").exists()
+
+
+def _mark_done(folder: Path) -> None:
+    (folder / "done").write_text("")
+
+
+def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
+    """Run (or continue) a recipe; returns the evaluations by name."""
+    run = Path(recipe.run.dir)
+    run.mkdir(parents=True, exist_ok=True)
+    env = make_env(recipe.run.env, max_steps=recipe.run.max_steps)
+    evals: dict[str, Any] = {}
+
+    def evaluate_at(name: str, checkpoint: Path) -> None:
+        folder = run / name
+        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(max_new_tokens=24))
+        summary, _ = evaluate(env, policy, recipe.eval.splits, recipe.eval.n, folder,
+                              recipe.eval.batch_size)
+        evals[name] = summary
+        rates = ", ".join(f"{s} {summary[s]['all']['success']:.1%}" for s in summary)
+        console.print(f"[bold]{name}[/]: {rates}")
+
+    start = _starting_model(recipe, run, console)
+    expert = run / "expert.jsonl"
+    stats = collect(expert, env, [("train", env.task_ids("train", recipe.sft.demos))],
+                    make_policy("expert"), batch_size=256)
+    console.print(f"expert demos: {stats.line(expert)}")
+    ground_truth = load_demos(expert)
+    sft_dir = run / "sft"
+    if not _done(sft_dir):
+        s = recipe.sft
+        train(start, sft_dir, TrainConfig(steps=s.steps, epochs=s.epochs, batch_size=s.batch_size,
+                                          lr=s.lr, lora_r=s.lora_r, seed=recipe.run.seed),
+              ground_truth, resume=True)
+        _mark_done(sft_dir)
+    evaluate_at("eval-sft", sft_dir)
+    checkpoint = sft_dir
+    h = recipe.hsl
+    for i in range(1, h.iterations + 1):
+        folder = run / f"iter-{i:03d}"
+        if not _done(folder):
+            line = _iteration(recipe, env, run, folder, i, checkpoint, ground_truth)
+            if recipe.eval.every and i % recipe.eval.every == 0 and i != h.iterations:
+                evaluate_at(f"iter-{i:03d}/eval", folder / "ckpt")
+                line["eval"] = evals[f"iter-{i:03d}/eval"]
+            with (run / "metrics.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+            _mark_done(folder)
+            console.print(f"iteration {i}: {line['trajectories']} episodes "
+                          f"({line['success']:.0%} won), {line['new_demos']} new demos, buffer "
+                          f"{line['buffer']}, loss {line['loss']:.3f}")
+        checkpoint = folder / "ckpt"
+    if h.iterations:
+        evaluate_at("eval-final", checkpoint)
+    return evals
+
+
+def _starting_model(recipe: Recipe, run: Path, console: Console) -> str:
+    if not recipe.model.init:
+        if not recipe.model.base:
+            raise ValueError("recipe: [model] needs init (a preset) or base (a model)")
+        return recipe.model.base
+    folder = run / "model0"
+    if not (folder / "config.json").exists():
+        from hsl_tools.init_model import build_scratch
+
+        params = build_scratch(folder, recipe.model.init, env=recipe.run.env,
+                               seed=recipe.run.seed)
+        console.print(f"built {recipe.model.init} model: {params / 1e6:.1f} M parameters")
+    return str(folder)
+
+
+def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint: Path,
+               ground_truth: list[Demo]) -> dict[str, Any]:
+    """collect b trajectories -> relabel -> mask -> push to the buffer -> k training steps."""
+    h = recipe.hsl
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{recipe.run.seed}/{i}")
+    tasks = rng.sample(env.task_ids("train"), h.collect)
+    policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
+        max_new_tokens=24, temperature=h.temperature, seed=recipe.run.seed + i))
+    stats = collect(folder / "agent.jsonl", env, [("train", tasks)], policy,
+                    recipe.model.batch_size)
+    if h.data == "self_imitation":
+        new = load_demos(folder / "agent.jsonl", "self_imitation")
+    else:
+        relabel(folder / "agent.jsonl", folder / "goals.jsonl",
+                make_relabeler(h.relabeler, recipe.run.env),
+                only_failed_final=h.data == "relabel_failure")
+        mask(folder / "goals.jsonl", folder / "demos.jsonl",
+             make_relabeler(h.masker, recipe.run.env))
+        new = list(read_records(folder / "demos.jsonl", Demo))
+    buffer = push(run / "buffer.jsonl", new, h.capacity)
+    config = TrainConfig(objective="hsl" if buffer else "sft", steps=h.steps,
+                         batch_size=h.batch_size, lr=h.lr, lam=h.lam, alpha=h.alpha,
+                         mask=h.mask, uniform=h.uniform, lora_r=h.lora_r,
+                         seed=recipe.run.seed + i)
+    metrics = train(str(checkpoint), folder / "ckpt", config, ground_truth, buffer, resume=True)
+    return {"iteration": i, "trajectories": stats.total,
+            "success": stats.wins / stats.new if stats.new else 0.0,
+            "new_demos": len(new), "buffer": len(buffer), "loss": metrics.get("loss", 0.0),
+            "tokens_per_s": metrics.get("tokens_per_s", 0.0)}

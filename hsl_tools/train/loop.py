@@ -1,0 +1,219 @@
+"""The training loop: SFT, HSL and DPO steps under Accelerate, on one CPU or many GPUs.
+
+One step draws a batch of ground-truth demos (in shuffled epochs) and, for HSL, a batch from
+the hindsight buffer by P(d); it accumulates gradients over `grad_accum` micro-batches and
+takes one AdamW step. `accelerate launch -m hsl_tools.cli train ...` runs the same code with
+DDP/FSDP; bf16 autocast is used where the hardware has it. The checkpoint folder is a
+`save_pretrained` model (LoRA merged by default, so vLLM and `hf:` load it as is) with
+`train.jsonl` (one line of metrics per step), `optimizer.pt` and `trainer_state.json`, which
+`resume` continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from hsl_tools.llm.hf import load_pretrained
+from hsl_tools.progress import progress_bar
+from hsl_tools.records import Demo, Trajectory
+from hsl_tools.train.data import from_trajectory
+from hsl_tools.train.encode import Encoded, encode
+from hsl_tools.train.objectives import (
+    collate,
+    demo_nll,
+    dpo_loss,
+    hsl_loss,
+    sampling_weights,
+    sequence_logp,
+)
+
+OBJECTIVES = ("sft", "hsl", "dpo")
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "sft"
+    steps: int | None = None  # optimisation steps; else `epochs` over the ground-truth demos
+    epochs: float = 3.0
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    lam: float = 0.3  # HSL: weight of the hindsight loss
+    alpha: float = 0.8  # HSL: sampling exponent
+    mask: bool = True  # False: NoMask ablation (z_t = 1 everywhere)
+    uniform: bool = False  # True: UniWeight ablation
+    beta: float = 0.1  # DPO
+    max_len: int = 4096
+    seed: int = 42
+    lora_r: int = 0  # 0: full fine-tune
+    lora_alpha: int = 16
+    merge_lora: bool = True
+    bf16: bool | None = None  # None: where the hardware supports it
+
+    def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r} "
+                             f"(valid: {', '.join(OBJECTIVES)})")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch size {self.batch_size} is not a multiple of grad_accum "
+                             f"{self.grad_accum}")
+
+
+def _epochs(n: int, gen: torch.Generator) -> Iterator[int]:
+    """Indices 0..n-1 in a fresh random order each epoch, forever."""
+    while True:
+        yield from torch.randperm(n, generator=gen).tolist()
+
+
+def _bf16_available() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Demo],
+          buffer: list[Demo] | None = None, rejected: list[Trajectory] | None = None,
+          reference: str | None = None, resume: bool = False) -> dict[str, float]:
+    """Train and save to `out`; returns the last step's metrics."""
+    config.check()
+    bf16 = _bf16_available() if config.bf16 is None else config.bf16
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no",
+                              gradient_accumulation_steps=1)
+    state_path = out / "trainer_state.json"
+    state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
+    set_seed(config.seed + accelerator.process_index + state.get("step", 0))
+    model, tokenizer = load_pretrained(str(out) if state else model_dir, torch.float32)
+    if not state and accelerator.is_main_process:
+        (out / "train.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
+    if config.lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                                                 target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=config.lr, weight_decay=config.weight_decay)
+    if state and (out / "optimizer.pt").exists() and not config.lora_r:
+        optimizer.load_state_dict(torch.load(out / "optimizer.pt", weights_only=True))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+
+    def enc(demos: list[Demo], mask: bool) -> list[Encoded]:
+        return [encode(tokenizer, d, config.max_len, mask=mask) for d in demos]
+
+    if not ground_truth:
+        raise ValueError("no ground-truth demos to train on")
+    gt = enc(ground_truth, True)
+    gen = torch.Generator().manual_seed(config.seed + state.get("step", 0))
+    order = _epochs(len(gt), gen)
+    hindsight: list[Encoded] = []
+    if config.objective == "hsl":
+        if not buffer:
+            raise ValueError("HSL needs a non-empty hindsight buffer")
+        hindsight = enc(buffer, config.mask)
+        weights = sampling_weights(buffer, config.alpha, config.uniform)
+        if weights.sum() <= 0:
+            raise ValueError("no demo in the buffer has a relevant action")
+    pairs: list[tuple[Encoded, Encoded]] = []
+    ref_model = None
+    if config.objective == "dpo":
+        pairs = _dpo_pairs(tokenizer, ground_truth, rejected or [], config.max_len)
+        ref_model, _ = load_pretrained(reference or model_dir, torch.float32)
+        ref_model.to(accelerator.device).eval().requires_grad_(False)
+    total = config.steps or math.ceil(config.epochs * len(gt) / config.batch_size)
+    done = state.get("step", 0)
+    micro = config.batch_size // config.grad_accum
+    metrics: dict[str, float] = {}
+    pad = tokenizer.pad_token_id
+    with progress_bar(f"train {config.objective}", total=total) as bar:
+        bar.advance(done)
+        for step in range(done + 1, total + 1):
+            started = time.perf_counter()
+            parts: dict[str, float] = {"loss": 0.0}
+            tokens = 0
+            for _ in range(config.grad_accum):
+                if config.objective == "dpo":
+                    chosen, rejected_ = zip(*[pairs[i] for i in torch.randint(
+                        len(pairs), (micro,), generator=gen).tolist()], strict=True)
+                    batches = [collate(list(b), pad, accelerator.device)
+                               for b in (chosen, rejected_)]
+                    with torch.no_grad():
+                        ref = [sequence_logp(ref_model, b) for b in batches]
+                    pol = [sequence_logp(model, b) for b in batches]
+                    loss = dpo_loss(pol[0], pol[1], ref[0], ref[1], config.beta)
+                    tokens += sum(int(b["attention_mask"].sum()) for b in batches)
+                else:
+                    sft_batch = collate([gt[next(order)] for _ in range(micro)], pad,
+                                        accelerator.device)
+                    sft = demo_nll(model, sft_batch)
+                    tokens += int(sft_batch["attention_mask"].sum())
+                    loss = sft.mean()
+                    parts["loss_sft"] = parts.get("loss_sft", 0.0) + sft.mean().item() \
+                        / config.grad_accum
+                    if config.objective == "hsl":
+                        picks = torch.multinomial(weights, micro, replacement=True,
+                                                  generator=gen).tolist()
+                        hs_batch = collate([hindsight[i] for i in picks], pad,
+                                           accelerator.device)
+                        hs = demo_nll(model, hs_batch)
+                        tokens += int(hs_batch["attention_mask"].sum())
+                        loss = hsl_loss(sft, hs, config.lam)
+                        parts["loss_hsl"] = parts.get("loss_hsl", 0.0) + hs.mean().item() \
+                            / config.grad_accum
+                accelerator.backward(loss / config.grad_accum)
+                parts["loss"] += loss.item() / config.grad_accum
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds = time.perf_counter() - started
+            metrics = {"step": step, **parts, "tokens": tokens, "tokens_per_s": tokens / seconds,
+                       "lr": config.lr, "seconds": seconds}
+            if accelerator.is_main_process:
+                out.mkdir(parents=True, exist_ok=True)
+                with (out / "train.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(metrics) + "\n")
+            bar.advance()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total)
+    return metrics
+
+
+def _dpo_pairs(tokenizer, ground_truth: list[Demo], rejected: list[Trajectory], max_len: int
+               ) -> list[tuple[Encoded, Encoded]]:
+    """(expert demo, the agent's failed trajectory) for every task that has both."""
+    by_task = {d.task_id: d for d in ground_truth if d.task_id}
+    pairs = [(encode(tokenizer, by_task[t.task_id], max_len),
+              encode(tokenizer, from_trajectory(t, "self_imitation"), max_len))
+             for t in rejected if t.task_id in by_task and not t.success]
+    if not pairs:
+        raise ValueError("DPO needs failed agent trajectories on tasks that have expert demos")
+    return pairs
+
+
+def save(model, tokenizer, optimizer, out: Path, config: TrainConfig, step: int) -> None:
+    """Write the checkpoint file by file through renames; trainer_state.json goes last, so a
+    folder with it is whole."""
+    staging = out / ".saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    if config.lora_r and config.merge_lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if not config.lora_r:
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    (staging / "trainer_state.json").write_text(json.dumps({"step": step,
+                                                            "config": asdict(config)}, indent=2))
+    (out / "trainer_state.json").unlink(missing_ok=True)
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == "trainer_state.json"):
+        os.replace(path, out / path.name)
+    staging.rmdir()
