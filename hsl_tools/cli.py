@@ -250,6 +250,9 @@ def train_cmd(
     batch_size: Annotated[int, typer.Option(help="Demos per step (per source).")] = 32,
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per step.")] = 1,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
+    schedule: Annotated[str, typer.Option(help="constant, or cosine (down to lr/10).")
+                        ] = "constant",
+    warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = 0,
     lam: Annotated[float, typer.Option(help="HSL weight lambda of the hindsight loss.")] = 0.3,
     alpha: Annotated[float, typer.Option(help="HSL sampling exponent alpha.")] = 0.8,
     no_mask: Annotated[bool, typer.Option(help="NoMask ablation: every action relevant.")
@@ -275,9 +278,9 @@ def train_cmd(
     from hsl_tools.train.loop import TrainConfig, train
 
     config = TrainConfig(objective=objective, steps=steps, epochs=epochs, batch_size=batch_size,
-                         grad_accum=grad_accum, lr=lr, lam=lam, alpha=alpha, mask=not no_mask,
-                         uniform=uniform, beta=beta, max_len=max_len, seed=seed, lora_r=lora_r,
-                         merge_lora=merge)
+                         grad_accum=grad_accum, lr=lr, schedule=schedule, warmup=warmup,
+                         lam=lam, alpha=alpha, mask=not no_mask, uniform=uniform, beta=beta,
+                         max_len=max_len, seed=seed, lora_r=lora_r, merge_lora=merge)
     config.check()
     hindsight = None
     if buffer is not None:

@@ -54,6 +54,8 @@ class SFTSection(_Section):
     epochs: float = 3.0
     batch_size: int = 32
     lr: float = 2e-5
+    schedule: str = "constant"
+    warmup: int = 0
     lora_r: int = 0
 
 
@@ -137,7 +139,8 @@ def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
     if not _done(sft_dir):
         s = recipe.sft
         train(start, sft_dir, TrainConfig(steps=s.steps, epochs=s.epochs, batch_size=s.batch_size,
-                                          lr=s.lr, lora_r=s.lora_r, seed=recipe.run.seed),
+                                          lr=s.lr, schedule=s.schedule, warmup=s.warmup,
+                                          lora_r=s.lora_r, seed=recipe.run.seed),
               ground_truth, resume=True)
         _mark_done(sft_dir)
     evaluate_at("eval-sft", sft_dir)

@@ -73,3 +73,24 @@ def test_vllm_loads_the_tiny_model(tiny_model: Path) -> None:
     model = VLLMChatModel(str(tiny_model), max_model_len=1024)
     replies = model.generate([CHAT[:2]] * 2, GenerationParams(max_new_tokens=4))
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
+
+
+def test_vllm_applies_a_lora_adapter(tiny_model: Path, tmp_path: Path) -> None:
+    need("vllm")
+    from typer.testing import CliRunner
+
+    from hsl_tools.cli import app
+    from hsl_tools.llm.base import GenerationParams
+    from hsl_tools.llm.vllm_backend import VLLMChatModel
+
+    runner = CliRunner()
+    demos = tmp_path / "expert.jsonl"
+    assert runner.invoke(app, ["collect", "-n", "4", "--out", str(demos)]).exit_code == 0
+    adapter = tmp_path / "adapter"
+    assert runner.invoke(app, ["train", "-m", str(tiny_model), "-d", str(demos), "-o",
+                               str(adapter), "--steps", "1", "--batch-size", "2",
+                               "--lora-r", "4", "--no-merge"]).exit_code == 0
+    model = VLLMChatModel(str(tiny_model), max_model_len=1024, lora=str(adapter))
+    assert model.spec.endswith(f"+lora:{adapter}")
+    replies = model.generate([CHAT[:2]], GenerationParams(max_new_tokens=4))
+    assert len(replies) == 1 and isinstance(replies[0], str)

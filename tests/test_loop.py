@@ -73,3 +73,22 @@ def test_train_resumes_from_its_checkpoint(tmp_path: Path, tiny_model: Path) -> 
     assert steps == [1, 2, 3, 4]
     assert json.loads((out / "trainer_state.json").read_text())["step"] == 4
     assert any(not first[k].equal(v) for k, v in weights(out).items())
+
+
+def test_lora_saves_merged_weights_or_an_adapter(tmp_path: Path, tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    runner = CliRunner()
+    demos = tmp_path / "expert.jsonl"
+    assert runner.invoke(app, ["collect", "-n", "4", "--out", str(demos)]).exit_code == 0
+    base = ["train", "-m", str(tiny_model), "-d", str(demos), "--batch-size", "2",
+            "--lr", "1e-2", "--steps", "2", "--lora-r", "4"]
+    assert runner.invoke(app, base + ["-o", str(tmp_path / "merged")]).exit_code == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert changed(tmp_path / "merged", tiny_model)
+    assert merged.num_parameters() == AutoModelForCausalLM.from_pretrained(
+        tiny_model).num_parameters()
+    result = runner.invoke(app, base + ["-o", str(tmp_path / "adapter"), "--no-merge"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == 4 and not (tmp_path / "adapter" / "model.safetensors").exists()

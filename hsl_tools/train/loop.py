@@ -49,6 +49,8 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 2e-5
+    schedule: str = "constant"  # or "cosine": decays to lr/10 over the run
+    warmup: int = 0  # steps of linear warm-up
     weight_decay: float = 0.0
     lam: float = 0.3  # HSL: weight of the hindsight loss
     alpha: float = 0.8  # HSL: sampling exponent
@@ -66,6 +68,8 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r} "
                              f"(valid: {', '.join(OBJECTIVES)})")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown schedule {self.schedule!r} (valid: constant, cosine)")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch size {self.batch_size} is not a multiple of grad_accum "
                              f"{self.grad_accum}")
@@ -75,6 +79,16 @@ def _epochs(n: int, gen: torch.Generator) -> Iterator[int]:
     """Indices 0..n-1 in a fresh random order each epoch, forever."""
     while True:
         yield from torch.randperm(n, generator=gen).tolist()
+
+
+def learning_rate(config: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up, then constant or cosine down to a tenth."""
+    if step <= config.warmup:
+        return config.lr * step / max(1, config.warmup)
+    if config.schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup) / max(1, total - config.warmup)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _bf16_available() -> bool:
@@ -139,6 +153,9 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
         bar.advance(done)
         for step in range(done + 1, total + 1):
             started = time.perf_counter()
+            lr = learning_rate(config, step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             parts: dict[str, float] = {"loss": 0.0}
             tokens = 0
             for _ in range(config.grad_accum):
@@ -176,7 +193,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
             optimizer.zero_grad()
             seconds = time.perf_counter() - started
             metrics = {"step": step, **parts, "tokens": tokens, "tokens_per_s": tokens / seconds,
-                       "lr": config.lr, "seconds": seconds}
+                       "lr": lr, "seconds": seconds}
             if accelerator.is_main_process:
                 out.mkdir(parents=True, exist_ok=True)
                 with (out / "train.jsonl").open("a", encoding="utf-8") as f:
