@@ -107,7 +107,11 @@ def build_scratch(out: Path, preset: str = "tiny", tokenizer: str = "env",
                          **PRESETS[preset])
     torch.manual_seed(seed)
     random.seed(seed)
-    model = LlamaForCausalLM(config)
+    return _save(LlamaForCausalLM(config), tok, out)
+
+
+def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, out: Path) -> int:
+    """Save model and tokenizer, generation stopping at the template's end marker."""
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     out.mkdir(parents=True, exist_ok=True)
@@ -135,10 +139,4 @@ def convert_smollm2(out: Path) -> int:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    tok = smollm2_tokenizer()
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return model.num_parameters()
+    return _save(model, smollm2_tokenizer(), out)

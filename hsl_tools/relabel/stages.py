@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from hsl_tools.goals import Goal
 from hsl_tools.progress import progress_bar
@@ -19,12 +21,13 @@ from hsl_tools.records import (
     DemoStep,
     FailureRecord,
     GoalRecord,
+    Record,
     StageOutput,
     Trajectory,
     read_records,
     write_records,
 )
-from hsl_tools.relabel.relabelers import Failure, Relabeler
+from hsl_tools.relabel.relabelers import Failure, Goals, Relabeler, Relevance
 
 
 @dataclass
@@ -59,73 +62,69 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
     trajectories = list(read_records(inp, Trajectory))
     if only_failed_final:
         trajectories = [t for t in trajectories if not t.success]
-    stats = StageStats(inputs=len(trajectories))
     prompt_id = relabeler.prompt_id("goal_inference", prompt)
-    failures: list[FailureRecord] = []
-    started = time.perf_counter()
-    with StageOutput(out, GoalRecord, key=lambda g: g.trajectory_id, fresh=fresh) as output:
-        todo = [t for t in trajectories if t.id not in output.done]
-        stats.resumed = len(trajectories) - len(todo)
-        with progress_bar(f"relabel ({relabeler.spec})", total=len(trajectories)) as bar:
-            bar.advance(stats.resumed)
-            for batch in _chunks(todo, chunk):
-                for t, result in zip(batch, relabeler.identify(batch, prompt), strict=True):
-                    bar.advance()
-                    if isinstance(result, Failure):
-                        failures.append(FailureRecord(id=t.id, stage="relabel", raw=result.raw,
-                                                      relabeler=relabeler.spec, prompt=prompt_id,
-                                                      reason=result.reason))
-                        continue
-                    goals = result.goals[-1:] if only_failed_final else result.goals
-                    if not goals:
-                        output.skip(t.id)
-                        stats.empty += 1
-                    for goal, step in goals:
-                        output.write(GoalRecord(
-                            id=f"{t.id}#{goal}", trajectory_id=t.id, goal=goal, step=step,
-                            relabeler=relabeler.spec, prompt=prompt_id,
-                            trajectory=t.model_copy(update={"steps": t.steps[:step]}),
-                            raw=result.raw))
-                        stats.outputs += 1
-                        stats.per_type[_goal_type(goal)] += 1
-    write_records(_failures_path(out), failures)
-    stats.failures, stats.seconds = len(failures), time.perf_counter() - started
-    return stats
+
+    def emit(t: Trajectory, result: Goals) -> list[tuple[GoalRecord, str]]:
+        goals = result.goals[-1:] if only_failed_final else result.goals
+        return [(GoalRecord(id=f"{t.id}#{goal}", trajectory_id=t.id, goal=goal, step=step,
+                            relabeler=relabeler.spec, prompt=prompt_id, raw=result.raw,
+                            trajectory=t.model_copy(update={"steps": t.steps[:step]})), goal)
+                for goal, step in goals]
+
+    return _run("relabel", trajectories, out, GoalRecord, lambda g: g.trajectory_id, relabeler,
+                prompt_id, lambda batch: relabeler.identify(batch, prompt), emit, chunk, fresh)
 
 
 def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
          chunk: int = 256, fresh: bool = False) -> StageStats:
     """Label each action of each goal's prefix relevant (z = 1) or not, as a demo."""
-    goals = list(read_records(inp, GoalRecord))
-    stats = StageStats(inputs=len(goals))
     prompt_id = relabeler.prompt_id("action_relevance", prompt)
+
+    def emit(g: GoalRecord, result: Relevance) -> list[tuple[Demo, str]]:
+        steps = [DemoStep(action=s.action, observation=s.observation, thought=s.thought,
+                          relevant=z, reason=why)
+                 for s, (z, why) in zip(g.trajectory.steps, result.labels, strict=True)]
+        return [(Demo(id=g.id, source="hindsight", instruction=g.goal, steps=steps,
+                      initial_observation=g.trajectory.initial_observation,
+                      relabeler=relabeler.spec, prompt=prompt_id, env=g.trajectory.env,
+                      trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id), g.goal)]
+
+    return _run("mask", list(read_records(inp, GoalRecord)), out, Demo, lambda d: d.id,
+                relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,
+                chunk, fresh)
+
+
+def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
+         model: type[Record], out_key: Callable[[Any], str], relabeler: Relabeler,
+         prompt_id: str | None, call: Callable[[list[Any]], list[Any]],
+         emit: Callable[[Any, Any], list[tuple[Record, str]]], chunk: int, fresh: bool
+         ) -> StageStats:
+    """Feed items not yet done to the relabeler in chunks; write what `emit` makes of each
+    answer, mark inputs that yield nothing as done, and keep failures aside."""
+    stats = StageStats(inputs=len(items))
     failures: list[FailureRecord] = []
     started = time.perf_counter()
-    with StageOutput(out, Demo, fresh=fresh) as output:
-        todo = [g for g in goals if g.id not in output.done]
-        stats.resumed = len(goals) - len(todo)
-        with progress_bar(f"mask ({relabeler.spec})", total=len(goals)) as bar:
+    with StageOutput(out, model, key=out_key, fresh=fresh) as output:
+        todo = [x for x in items if x.id not in output.done]
+        stats.resumed = len(items) - len(todo)
+        with progress_bar(f"{stage} ({relabeler.spec})", total=len(items)) as bar:
             bar.advance(stats.resumed)
             for batch in _chunks(todo, chunk):
-                for g, result in zip(batch, relabeler.relevance(batch, prompt), strict=True):
+                for item, result in zip(batch, call(batch), strict=True):
                     bar.advance()
                     if isinstance(result, Failure):
-                        failures.append(FailureRecord(id=g.id, stage="mask", raw=result.raw,
-                                                      relabeler=relabeler.spec, prompt=prompt_id,
-                                                      reason=result.reason))
+                        failures.append(FailureRecord(
+                            id=item.id, stage=stage, raw=result.raw, reason=result.reason,
+                            relabeler=relabeler.spec, prompt=prompt_id))
                         continue
-                    steps = [DemoStep(action=s.action, observation=s.observation,
-                                      thought=s.thought, relevant=z, reason=why)
-                             for s, (z, why) in zip(g.trajectory.steps, result.labels,
-                                                    strict=True)]
-                    output.write(Demo(
-                        id=g.id, source="hindsight", instruction=g.goal,
-                        initial_observation=g.trajectory.initial_observation, steps=steps,
-                        relabeler=relabeler.spec, env=g.trajectory.env,
-                        trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id,
-                        prompt=prompt_id))
-                    stats.outputs += 1
-                    stats.per_type[_goal_type(g.goal)] += 1
+                    records = emit(item, result)
+                    if not records:
+                        output.skip(item.id)
+                        stats.empty += 1
+                    for record, goal in records:
+                        output.write(record)
+                        stats.outputs += 1
+                        stats.per_type[_goal_type(goal)] += 1
     write_records(_failures_path(out), failures)
     stats.failures, stats.seconds = len(failures), time.perf_counter() - started
     return stats
