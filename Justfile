@@ -54,3 +54,4 @@ bench:
     python benchmarks/bench_collect.py -n 1000
     python benchmarks/bench_models.py
     python benchmarks/bench_relabel.py
+    python benchmarks/bench_train.py
