@@ -20,6 +20,7 @@ from hsl_tools.agent import LLMPolicy, rollout
 from hsl_tools.envs.household import Household
 from hsl_tools.init_model import build_scratch, convert_smollm2
 from hsl_tools.llm.base import ChatModel, GenerationParams, make_chat_model
+from hsl_tools.llm.serve import vllm_server
 
 PROMPTS = [[{"role": "user", "content": f"Describe room number {i} of a house."}]
            for i in range(16)]
@@ -73,6 +74,9 @@ def main() -> None:
         if importlib.util.find_spec("vllm") is not None:
             rate = tokens_per_second(make_chat_model(f"vllm:{smol}", max_model_len=2048), smol)
             print(f"  vllm  smollm2  {rate:8.0f} tokens/s")
+            with vllm_server(smol, name="smollm2") as url:
+                rate = tokens_per_second(make_chat_model(f"openai:{url}#smollm2"), smol)
+            print(f"  openai smollm2 {rate:8.0f} tokens/s (vLLM server on 127.0.0.1)")
 
 
 if __name__ == "__main__":  # vLLM spawns workers: the guard keeps them from re-running this

