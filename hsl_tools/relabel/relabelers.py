@@ -84,7 +84,7 @@ class RuleRelabeler:
 
 
 class _GoalItem(BaseModel):
-    goal: str = Field(max_length=120)
+    goal: str = Field(max_length=80)
     step: int
 
 
@@ -94,7 +94,7 @@ class GoalReply(BaseModel):
     """What goal inference must return."""
 
     reasoning: str = Field("", max_length=400)
-    goals: list[_GoalItem] = Field(default_factory=list, max_length=24)
+    goals: list[_GoalItem] = Field(default_factory=list, max_length=16)
 
 
 class _Label(BaseModel):
