@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from hsl_tools.evaluate import summary_table
 from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import GoalRecord, RecordError, Trajectory, read_records, write_json
 from hsl_tools.show import print_trajectory
+
+if TYPE_CHECKING:
+    from hsl_tools.relabel.stages import StageStats
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False,
                   add_completion=False)
@@ -138,11 +141,12 @@ PromptName = Annotated[str | None, typer.Option(
     help="Prompt template family/task@vN (LLM relabelers); the newest version by default.")]
 Attempts = Annotated[int, typer.Option(help="Tries per item before it goes to the failures "
                                             "file (later tries sample warmer).")]
+ReplyBudget = Annotated[int, typer.Option(help="Reply budget (tokens) of an LLM relabeler.")]
 Chunk = Annotated[int, typer.Option(help="Items per batched relabeler call (and per resume "
                                          "checkpoint).")]
 
 
-def _relabel_summary(stats, out: Path, what: str) -> None:
+def _relabel_summary(stats: StageStats, out: Path, what: str) -> None:
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.per_type.items()))
     console.print(f"wrote {stats.outputs} new {what} to {out} from {stats.inputs} inputs "
                   f"({stats.resumed} resumed, {stats.empty} with none, {stats.failures} failed, "
@@ -161,7 +165,7 @@ def relabel(
     only_failed_final: Annotated[bool, typer.Option(
         help="RelabelFailure ablation: failed trajectories only, their last goal only.")] = False,
     attempts: Attempts = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="Reply budget of an LLM relabeler.")] = 1024,
+    max_new_tokens: ReplyBudget = 1024,
     chunk: Chunk = 256,
     fresh: Fresh = False,
 ) -> None:
@@ -187,7 +191,7 @@ def mask(
     prompt: PromptName = None,
     env: Env = "household",
     attempts: Attempts = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="Reply budget of an LLM relabeler.")] = 1024,
+    max_new_tokens: ReplyBudget = 1024,
     chunk: Chunk = 256,
     fresh: Fresh = False,
 ) -> None:
