@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
 from hsl_tools.chat import parse_reply, render
-from hsl_tools.envs.base import Environment, Episode
+from hsl_tools.envs.base import Environment, Episode, step_all
 from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
 from hsl_tools.records import Step, Trajectory
 
@@ -34,12 +34,15 @@ class Policy(Protocol):
 
 
 class ExpertPolicy:
-    """The environment's own expert (ground-truth demonstrations)."""
+    """The environment's own expert (ground-truth demonstrations); `variant` names one of
+    several where the environment has them (ALFWorld: walkthrough, handcoded)."""
 
-    name = "expert"
+    def __init__(self, variant: str | None = None) -> None:
+        self.variant = variant
+        self.name = "expert" if variant is None else f"expert:{variant}"
 
     def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
-        return [Decision(e.expert_action()) for e in episodes]
+        return [Decision(e.expert_action(self.variant)) for e in episodes]
 
 
 class RandomPolicy:
@@ -91,14 +94,15 @@ class LLMPolicy:
         return decisions
 
 
-POLICIES = ("expert", "random", "hf:PATH", "vllm:PATH_OR_NAME", "openai:URL#MODEL")
+POLICIES = ("expert", "expert:VARIANT", "random", "hf:PATH", "vllm:PATH_OR_NAME",
+            "openai:URL#MODEL")
 
 
 def make_policy(spec: str, seed: int = 0, params: GenerationParams | None = None,
                 react: bool = False) -> Policy:
     """A policy from its spec; unknown specs fail with the list of valid ones."""
-    if spec == "expert":
-        return ExpertPolicy()
+    if spec == "expert" or spec.startswith("expert:"):
+        return ExpertPolicy(spec.partition(":")[2] or None)
     if spec == "random":
         return RandomPolicy(seed)
     if ":" in spec:
@@ -117,9 +121,9 @@ def rollout(env: Environment, task_ids: Iterable[str], policy: Policy, split: st
         if not active:
             return
         decisions = policy.act([e for e, _ in active], [h for _, h in active])
+        results = step_all([e for e, _ in active], [d.action for d in decisions])
         still = []
-        for (episode, history), decision in zip(active, decisions, strict=True):
-            result = episode.step(decision.action)
+        for (episode, history), decision, result in zip(active, decisions, results, strict=True):
             history.append(Step(action=decision.action, observation=result.observation,
                                 thought=decision.thought))
             if result.done:

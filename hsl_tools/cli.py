@@ -16,11 +16,19 @@ from rich.console import Console
 
 from hsl_tools.agent import Policy, make_policy
 from hsl_tools.collect import collect as run_collect
-from hsl_tools.envs.base import make_env
+from hsl_tools.envs.base import EnvError, make_env
 from hsl_tools.evaluate import evaluate as run_eval
 from hsl_tools.evaluate import summary_table
 from hsl_tools.llm.base import GenerationParams
-from hsl_tools.records import GoalRecord, RecordError, Trajectory, read_records, write_json
+from hsl_tools.records import (
+    Demo,
+    GoalRecord,
+    RecordError,
+    Trajectory,
+    read_records,
+    write_json,
+    write_records,
+)
 from hsl_tools.show import print_trajectory
 
 if TYPE_CHECKING:
@@ -31,7 +39,8 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=F
 console = Console()
 err_console = Console(stderr=True)
 
-Env = Annotated[str, typer.Option("--env", "-e", help="Environment: household (embedded).")]
+Env = Annotated[str, typer.Option("--env", "-e", help=(
+    "Environment: household (embedded) or alfworld (the alfworld extra and $ALFWORLD_DATA)."))]
 PolicySpec = Annotated[str, typer.Option(
     "--policy", "-p", help="expert, random, hf:PATH, vllm:PATH_OR_NAME or openai:URL#MODEL.")]
 N = Annotated[int | None, typer.Option("-n", help="First N tasks of each split (all if unset).")]
@@ -339,6 +348,56 @@ def iterate(
     console.print(table)
 
 
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="ETO / ShareGPT, AgentGym or OpenAI-messages "
+                                              "file (a JSON list or JSONL).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Trajectories JSONL to write.")],
+    env: Env = "alfworld",
+    split: Annotated[str, typer.Option(
+        help="Split for items whose game_file names none.")] = "train",
+    success: Annotated[bool, typer.Option(
+        help="Outcome of items with no success/reward field (ETO's SFT files hold "
+             "successes).")] = True,
+) -> None:
+    """Read another stack's trajectory dump into our records (ETO's "put X in/on Y" becomes
+    "move X to Y", as alfworld 0.4 games say it).
+
+    Example: hsl import alfworld_sft.json --out runs/eto.jsonl
+    """
+    from hsl_tools.formats import import_file
+
+    trajectories = import_file(path, env, split, success)
+    write_records(out, trajectories)
+    mapped = sum(t.meta["mapped_put"] for t in trajectories)
+    console.print(f"wrote {len(trajectories)} trajectories to {out} "
+                  f"({mapped} 'put X in/on Y' turns mapped to 'move X to Y')")
+
+
+@app.command("export")
+def export_cmd(
+    path: Annotated[Path, typer.Argument(help="Demos or trajectories JSONL.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write: .json for a JSON "
+                                                          "list, else JSONL.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help=(
+        "eto (ShareGPT, no masks), agentgym (per-message loss flags = our relevance masks) "
+        "or openai (messages with per-message weight, as our training renders them)."))
+    ] = "agentgym",
+    legacy_put: Annotated[bool, typer.Option(
+        help="Write ETO-era 'put X in/on Y' instead of 'move X to Y'.")] = False,
+) -> None:
+    """Write demos for other trainers (TRL, LLaMA-Factory, AgentGym, OpenAI fine-tuning).
+
+    Example: hsl export runs/x/iter-001/demos.jsonl -f agentgym --out demos.agentgym.json
+    """
+    from hsl_tools.formats import export_records
+    from hsl_tools.train.data import schema_of
+
+    model = Trajectory if schema_of(path) == Trajectory.SCHEMA else Demo
+    n = export_records(list(read_records(path, model)), format_, out, legacy_put)
+    console.print(f"wrote {n} {format_} conversations to {out}")
+
+
 @app.command()
 def show(
     path: Annotated[Path, typer.Argument(help="Trajectories JSONL.")],
@@ -364,7 +423,7 @@ def main() -> None:
     """Console entry point: expected failures print one line, not a traceback."""
     try:
         app()
-    except (RecordError, ValueError, FileNotFoundError) as e:
+    except (RecordError, ValueError, FileNotFoundError, EnvError) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

@@ -8,8 +8,12 @@ ALFWorld oracle and every relabeler meet on this one representation.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
+
+S = TypeVar("S")
 
 
 class GoalType(StrEnum):
@@ -100,3 +104,15 @@ class Goal:
 def strip_ids(text: str) -> str:
     """Drop instance numbers: "mug 1 in cabinet 12" -> "mug in cabinet"."""
     return re.sub(r"(?<=[a-z]) \d+\b", "", text)
+
+
+def first_achieved(states: Sequence[S], satisfied: Callable[[S], Iterable[Goal]]
+                   ) -> dict[Goal, int]:
+    """Goals that hold at some step but not in states[0], each with its first step (1-based).
+    A goal true from the start was not achieved by the agent, whatever happens after."""
+    before = set(satisfied(states[0]))
+    first: dict[Goal, int] = {}
+    for step, state in enumerate(states[1:], 1):
+        for goal in sorted(set(satisfied(state)) - before):
+            first.setdefault(goal, step)
+    return first

@@ -172,6 +172,11 @@ def write_records(path: str | Path, records: Iterable[Record]) -> int:
     return _write_atomically(Path(path), (r.to_json() + "\n" for r in records))
 
 
+def write_lines(path: str | Path, lines: Iterable[str]) -> int:
+    """Write text lines (no newlines in them), atomically; returns the count."""
+    return _write_atomically(Path(path), (line + "\n" for line in lines))
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write one JSON document (a summary, a config), atomically."""
     _write_atomically(Path(path), [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])

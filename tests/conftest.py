@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,22 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip("../shared/data is absent on this machine")
     return data
+
+
+@pytest.fixture(scope="session")
+def alfworld():
+    """Real ALFWorld on the validation games of ../shared (unpacked once into a cache)."""
+    need("alfworld")
+    unpack = SHARED / "data" / "alfworld" / "unpack"
+    if not unpack.exists():
+        pytest.skip("../shared/data/alfworld is absent on this machine")
+    os.environ["ALFWORLD_DATA"] = subprocess.run(
+        [str(unpack)], check=True, capture_output=True, text=True).stdout.strip()
+    from hsl_tools.envs.alfworld import Alfworld
+
+    env = Alfworld()
+    yield env
+    env.close()
 
 
 @pytest.fixture(scope="session")

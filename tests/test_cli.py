@@ -51,7 +51,7 @@ def test_collect_resumes_without_redoing_finished_tasks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "valid"), [
     (["--env", "nowhere"], "valid: household"),
     (["--split", "test"], "valid: train, seen, unseen"),
-    (["--policy", "genius"], "valid: expert, random"),
+    (["--policy", "genius"], "valid: expert, expert:VARIANT, random"),
 ])
 def test_unknown_names_fail_in_one_line_listing_valid_ones(tmp_path: Path, args, valid) -> None:
     result = hsl("collect", *args, "-n", "1", "--out", str(tmp_path / "x.jsonl"))

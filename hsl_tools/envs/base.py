@@ -7,11 +7,16 @@ task. Episodes are separate objects so that rollouts can step many of them in lo
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from hsl_tools.goals import Goal
 from hsl_tools.records import Trajectory
+
+
+class EnvError(RuntimeError):
+    """An environment cannot run here; the one-line message says why and how to fix it."""
 
 
 @dataclass
@@ -32,11 +37,31 @@ class Episode(Protocol):
 
     def step(self, action: str) -> StepResult: ...
 
-    def expert_action(self) -> str:
-        """The expert's next action (environments without an expert raise)."""
+    def expert_action(self, variant: str | None = None) -> str:
+        """The expert's next action; `variant` picks one where an environment has several
+        (environments without an expert raise)."""
         ...
 
     def admissible_actions(self) -> list[str]: ...
+
+
+@runtime_checkable
+class RemoteEpisode(Protocol):
+    """An episode that runs elsewhere (a worker process): a step is sent, then received."""
+
+    def send(self, action: str) -> None: ...
+
+    def receive(self) -> StepResult: ...
+
+
+def step_all(episodes: Sequence[Episode], actions: Sequence[str]) -> list[StepResult]:
+    """Step each episode once. Remote episodes all get their action before any answer is
+    awaited, so a batch of them steps in parallel."""
+    pairs = list(zip(episodes, actions, strict=True))
+    for episode, action in pairs:
+        if isinstance(episode, RemoteEpisode):
+            episode.send(action)
+    return [e.receive() if isinstance(e, RemoteEpisode) else e.step(a) for e, a in pairs]
 
 
 class Environment(Protocol):
@@ -53,7 +78,8 @@ class Environment(Protocol):
         ...
 
 
-ENVIRONMENTS = {"household": "hsl_tools.envs.household:Household"}
+ENVIRONMENTS = {"household": "hsl_tools.envs.household:Household",
+                "alfworld": "hsl_tools.envs.alfworld:Alfworld"}
 
 
 def make_env(name: str, **options: Any) -> Environment:

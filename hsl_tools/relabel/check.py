@@ -11,6 +11,7 @@ from rich.table import Table
 from hsl_tools.envs.base import make_env
 from hsl_tools.goals import Goal
 from hsl_tools.records import GoalRecord, Trajectory
+from hsl_tools.relabel.relabelers import Relabeler
 
 
 def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> dict:
@@ -42,6 +43,15 @@ def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> di
     total = {k: sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn", "exact")}
     return {"trajectories": len(seen), "overall": _rates(total),
             "per_type": {kind: _rates(c) for kind, c in sorted(counts.items())}}
+
+
+def check_relabeler(trajectories: list[Trajectory], relabeler: Relabeler) -> dict:
+    """Relabel trajectories in memory and check the goals against the oracle."""
+    found = relabeler.identify(trajectories, None)
+    return check(trajectories, (
+        GoalRecord(id=f"{t.id}#{goal}", trajectory_id=t.id, goal=goal, step=step,
+                   relabeler=relabeler.spec, trajectory=t)
+        for t, result in zip(trajectories, found, strict=True) for goal, step in result.goals))
 
 
 def _rates(c: dict[str, int]) -> dict[str, float]:

@@ -40,7 +40,9 @@ class HouseholdEpisode:
         self.done = self.won or len(self.states) - 1 >= self.max_steps
         return StepResult(observation, self.done, self.won)
 
-    def expert_action(self) -> str:
+    def expert_action(self, variant: str | None = None) -> str:
+        if variant is not None:
+            raise ValueError(f"the household world has one expert (no variant {variant!r})")
         if self._expert is None:
             self._expert = Expert(self.task.goal, self.world)
         return self._expert.next_action(self.world)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from hsl_tools.envs.household.catalog import DESKLAMP, GOAL_VERB, TRANSFORMS
 from hsl_tools.envs.household.world import Snapshot, kind_of
-from hsl_tools.goals import Goal, GoalType
+from hsl_tools.goals import Goal, GoalType, first_achieved
 
 _STATE_GOALS = [(goal_type, TRANSFORMS[verb][1]) for goal_type, verb in GOAL_VERB.items()]
 
@@ -39,9 +39,4 @@ def satisfied(state: Snapshot) -> frozenset[Goal]:
 
 def achieved(states: Sequence[Snapshot]) -> dict[Goal, int]:
     """Goals that became true after states[0], each with the first step (1-based) it held."""
-    before = satisfied(states[0])
-    first: dict[Goal, int] = {}
-    for step, state in enumerate(states[1:], 1):
-        for goal in sorted(satisfied(state) - before):
-            first.setdefault(goal, step)
-    return first
+    return first_achieved(states, satisfied)
