@@ -16,7 +16,7 @@ from rich.console import Console
 
 from hsl_tools.agent import Policy, make_policy
 from hsl_tools.collect import collect as run_collect
-from hsl_tools.envs.base import EnvError, make_env
+from hsl_tools.envs.base import EnvError, Environment, make_env
 from hsl_tools.evaluate import evaluate as run_eval
 from hsl_tools.evaluate import summary_table
 from hsl_tools.llm.base import GenerationParams
@@ -348,6 +348,49 @@ def iterate(
     console.print(table)
 
 
+@app.command()
+def grid(
+    path: Annotated[Path, typer.Argument(help="Grid TOML (see recipes/grid-household.toml).")],
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only the runs whose name starts with this (repeatable).")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Write `hsl report` of the grid's runs to this folder at the end.")] = None,
+) -> None:
+    """Run a grid of recipes (cells x seeds), each an ordinary resumable run; cells that
+    start alike share one SFT. A killed grid continues where it stopped.
+
+    Example: hsl grid recipes/grid-household.toml --report docs/results
+    """
+    from hsl_tools.grid import run_grid
+
+    runs = run_grid(path, console, only)
+    if report is not None:
+        _report(runs, report)
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of hsl iterate / hsl grid.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and PNGs.")],
+    relabel_accuracy: Annotated[bool, typer.Option(
+        help="Check every iteration's relabels against the oracle (replays trajectories).")
+    ] = True,
+) -> None:
+    """Tables and plots from finished runs: success vs ground-truth demos per method,
+    ablations, goal types, relabel accuracy, success over iterations (mean ± std over seeds).
+
+    Example: hsl report runs/grid/* --out docs/results
+    """
+    _report(runs, out, relabel_accuracy)
+
+
+def _report(runs: list[Path], out: Path, relabel_accuracy: bool = True) -> None:
+    from hsl_tools.report import write_report
+
+    files = write_report(runs, out, relabel_accuracy)
+    console.print(f"wrote {', '.join(f.name for f in files)} to {out}")
+
+
 @app.command("import")
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="ETO / ShareGPT, AgentGym or OpenAI-messages "
@@ -409,10 +452,15 @@ def show(
 ) -> None:
     """Print trajectories as the agent saw them, optionally with the goals they achieved."""
     shown = 0
+    envs: dict[str, Environment] = {}
     for trajectory in read_records(path, Trajectory):
         if shown >= limit:
             break
-        goals = make_env(trajectory.env).oracle(trajectory) if oracle or achieving else None
+        goals = None
+        if oracle or achieving:
+            if trajectory.env not in envs:
+                envs[trajectory.env] = make_env(trajectory.env)
+            goals = envs[trajectory.env].oracle(trajectory)
         if achieving and not goals:
             continue
         print_trajectory(console, trajectory, goals)

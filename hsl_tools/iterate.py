@@ -6,6 +6,8 @@ and is skipped when already done, so re-running a killed run continues where it 
     run/sft/         SFT checkpoint              run/eval-sft/     its evaluation
     run/iter-001/    agent.jsonl goals.jsonl demos.jsonl ckpt/ [eval/] done
     run/buffer.jsonl the hindsight buffer D'     run/metrics.jsonl one line per iteration
+    run/dpo/         agent.jsonl ckpt/ done      run/eval-dpo/     (with [dpo] steps > 0)
+    run/recipe.json  the resolved recipe, which `hsl report` reads
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from hsl_tools.collect import collect
 from hsl_tools.envs.base import make_env
 from hsl_tools.evaluate import evaluate
 from hsl_tools.llm.base import GenerationParams
-from hsl_tools.records import Demo, read_records
+from hsl_tools.records import Demo, Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import make_relabeler
 from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.train.data import load_demos, push
@@ -37,6 +39,7 @@ class _Section(BaseModel):
 
 class RunSection(_Section):
     dir: str
+    label: str | None = None  # the method's name in reports (default: from the settings)
     env: str = "household"
     seed: int = 42
     max_steps: int = 40
@@ -77,6 +80,17 @@ class HSLSection(_Section):
     lora_r: int = 0
 
 
+class DPOSection(_Section):
+    """ETO's DPO after SFT (or after the HSL iterations: DPO+HSL): the agent plays the
+    ground-truth tasks; each failure is paired with the expert demo of its task."""
+
+    steps: int = 0  # 0: no DPO stage
+    batch_size: int = 16
+    lr: float = 1e-4
+    beta: float = 0.1
+    temperature: float = 0.7
+
+
 class EvalSection(_Section):
     every: int = 0  # 0: only after SFT and at the end
     splits: list[str] = ["seen", "unseen"]
@@ -89,7 +103,23 @@ class Recipe(_Section):
     model: ModelSection = ModelSection()
     sft: SFTSection = SFTSection()
     hsl: HSLSection = HSLSection()
+    dpo: DPOSection = DPOSection()
     eval: EvalSection = EvalSection()
+
+    def methods(self) -> dict[str, str]:
+        """The method each evaluation of the run measures, by evaluation folder:
+        eval-sft is SFT; eval-final e.g. "SFT+HSL NoMask" (or `run.label`); eval-dpo
+        "DPO" or "DPO+HSL"."""
+        h = self.hsl
+        names = {"eval-sft": "SFT"}
+        if h.iterations:
+            suffix = {"hindsight": "+HSL", "relabel_failure": "+RelabelFailure",
+                      "self_imitation": "+SelfImit"}[h.data]
+            suffix += " NoMask" * (not h.mask) + " UniWeight" * h.uniform
+            names["eval-final"] = self.run.label or "SFT" + suffix
+        if self.dpo.steps:
+            names["eval-dpo"] = "DPO" + suffix if h.iterations else "DPO"
+        return names
 
 
 def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -117,6 +147,7 @@ def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
     """Run (or continue) a recipe; returns the evaluations by name."""
     run = Path(recipe.run.dir)
     run.mkdir(parents=True, exist_ok=True)
+    write_json(run / "recipe.json", {"methods": recipe.methods(), **recipe.model_dump()})
     env = make_env(recipe.run.env, max_steps=recipe.run.max_steps)
     evals: dict[str, Any] = {}
 
@@ -162,7 +193,29 @@ def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
         checkpoint = folder / "ckpt"
     if h.iterations:
         evaluate_at("eval-final", checkpoint)
+    if recipe.dpo.steps:
+        evaluate_at("eval-dpo", _dpo(recipe, env, run / "dpo", checkpoint, expert,
+                                     ground_truth))
     return evals
+
+
+def _dpo(recipe: Recipe, env, folder: Path, checkpoint: Path, expert: Path,
+         ground_truth: list[Demo]) -> Path:
+    """The agent plays the ground-truth tasks, then DPO prefers each expert demo over the
+    agent's failure on the same task, from (and against) `checkpoint`."""
+    d = recipe.dpo
+    if not _done(folder):
+        tasks = sorted({t.task_id for t in read_records(expert, Trajectory)})
+        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
+            max_new_tokens=24, temperature=d.temperature, seed=recipe.run.seed))
+        collect(folder / "agent.jsonl", env, [("train", tasks)], policy, recipe.model.batch_size)
+        config = TrainConfig(objective="dpo", steps=d.steps, batch_size=d.batch_size, lr=d.lr,
+                             beta=d.beta, seed=recipe.run.seed)
+        train(str(checkpoint), folder / "ckpt", config, ground_truth,
+              rejected=list(read_records(folder / "agent.jsonl", Trajectory)),
+              reference=str(checkpoint), resume=True)
+        _mark_done(folder)
+    return folder / "ckpt"
 
 
 def _starting_model(recipe: Recipe, run: Path, console: Console) -> str:

@@ -1,0 +1,279 @@
+"""`hsl report`: tables and plots from finished runs, in the shape of the paper's figures.
+
+Reads only what runs leave on disk (recipe.json, eval-*/summary.json, iter-*/...), groups
+evaluations by (method, number of ground-truth demos) and gives mean ± std over seeds:
+
+    success.png          success vs ground-truth demos per method (paper Figure 3)
+    ablations.png        every method at the smallest budget side by side (Figure 4)
+    goal_types.png       goal types of ground-truth vs relabeled demos; success per type (Figure 5)
+    relabel_accuracy.png relabel precision / recall per goal type against the oracle (Figure 6)
+    iterations.png       success over HSL iterations
+    report.md            the same numbers as Markdown tables
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hsl_tools.goals import Goal
+from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
+from hsl_tools.relabel.check import check
+
+SPLITS = ("seen", "unseen")
+SHORT = {"pick_and_place": "place", "look_at_obj_in_light": "look", "pick_clean_then_place":
+         "clean", "pick_heat_then_place": "heat", "pick_cool_then_place": "cool",
+         "pick_two_obj_and_place": "two"}
+
+
+def _short(kinds: list[str]) -> list[str]:
+    return [SHORT.get(k, k[:12]) for k in kinds]
+
+
+@dataclass
+class Point:
+    """One evaluation of one run."""
+
+    method: str
+    demos: int
+    seed: int
+    run: str
+    summary: dict[str, dict[str, dict[str, float]]]
+
+    def success(self, split: str, group: str = "all") -> float | None:
+        cell = self.summary.get(split, {}).get(group)
+        return None if cell is None else cell["success"]
+
+
+@dataclass
+class RunData:
+    points: list[Point] = field(default_factory=list)
+    # (method, iteration) -> successes by split, over runs and seeds
+    curve: dict[tuple[str, int], dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    gt_types: Counter[str] = field(default_factory=Counter)
+    relabeled_types: Counter[str] = field(default_factory=Counter)
+    relabel_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+def _summary(folder: Path) -> dict | None:
+    path = folder / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8"))["summary"] if path.exists() else None
+
+
+def _goal_type(instruction: str) -> str:
+    goal = Goal.parse(instruction)
+    return str(goal.type) if goal else "other"
+
+
+def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
+    """Everything the report shows, from run folders (unfinished evaluations are skipped)."""
+    data = RunData()
+    for run in runs:
+        path = run / "recipe.json"
+        if not path.exists():
+            raise ValueError(f"{run}: no recipe.json (not a run folder of hsl iterate)")
+        recipe = json.loads(path.read_text(encoding="utf-8"))
+        demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
+        methods: dict[str, str] = recipe["methods"]
+        for folder, method in methods.items():
+            if (summary := _summary(run / folder)) is not None:
+                data.points.append(Point(method, demos, seed, run.name, summary))
+        final = methods.get("eval-final")
+        if final:
+            _add_curve(data, run, final, recipe["hsl"]["iterations"])
+        if (run / "expert.jsonl").exists():
+            data.gt_types.update(_goal_type(t.instruction)
+                                 for t in read_records(run / "expert.jsonl", Trajectory))
+        for it in sorted(run.glob("iter-*")):
+            if (it / "demos.jsonl").exists():
+                data.relabeled_types.update(_goal_type(d.instruction)
+                                            for d in read_records(it / "demos.jsonl", Demo))
+            if relabel_accuracy and (it / "goals.jsonl").exists():
+                report = check(read_records(it / "agent.jsonl", Trajectory),
+                               read_records(it / "goals.jsonl", GoalRecord))
+                for kind, c in report["per_type"].items():
+                    data.relabel_counts[kind].update({k: c[k] for k in ("tp", "fp", "fn")})
+    return data
+
+
+def _add_curve(data: RunData, run: Path, method: str, iterations: int) -> None:
+    stages = [(0, run / "eval-sft")] + [(int(p.parent.name[5:]), p)
+                                        for p in sorted(run.glob("iter-*/eval"))]
+    stages.append((iterations, run / "eval-final"))
+    for i, folder in stages:
+        summary = _summary(folder)
+        for split in SPLITS if summary else ():
+            if split in summary:
+                data.curve[(method, i)][split].append(summary[split]["all"]["success"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    m, s = mean_std(values)
+    return f"{100 * m:.1f} ± {100 * s:.1f} (n={len(values)})"
+
+
+def grouped(points: list[Point]) -> dict[tuple[str, int], list[Point]]:
+    groups: dict[tuple[str, int], list[Point]] = defaultdict(list)
+    for p in points:
+        groups[(p.method, p.demos)].append(p)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])))
+
+
+def _values(points: list[Point], split: str, group: str = "all") -> list[float]:
+    return [v for p in points if (v := p.success(split, group)) is not None]
+
+
+def markdown(data: RunData) -> str:
+    """The report's tables."""
+    groups = grouped(data.points)
+    lines = ["# Results", "", "Success rate in % (mean ± std over seeds).", "",
+             "## Success by method and number of ground-truth demos", "",
+             "| method | demos | seen | unseen |", "|---|---:|---:|---:|"]
+    lines += [f"| {m} | {d} | {_fmt(_values(ps, 'seen'))} | {_fmt(_values(ps, 'unseen'))} |"
+              for (m, d), ps in groups.items()]
+    types = sorted({g for p in data.points for s in p.summary.values() for g in s} - {"all"})
+    if types:
+        lines += ["", "## Success on unseen by goal type", "",
+                  "| method | demos | " + " | ".join(types) + " |",
+                  "|---|---:|" + "---:|" * len(types)]
+        for (m, d), ps in groups.items():
+            cells = [_fmt(_values(ps, "unseen", t)).split(" (")[0] for t in types]
+            lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
+    if data.gt_types or data.relabeled_types:
+        gt, rl = sum(data.gt_types.values()) or 1, sum(data.relabeled_types.values()) or 1
+        lines += ["", "## Goal types of the demos", "",
+                  "| goal type | ground truth | relabeled |", "|---|---:|---:|"]
+        for t in sorted(set(data.gt_types) | set(data.relabeled_types)):
+            lines.append(f"| {t} | {100 * data.gt_types[t] / gt:.1f} % | "
+                         f"{100 * data.relabeled_types[t] / rl:.1f} % |")
+    if data.relabel_counts:
+        lines += ["", "## Relabel accuracy against the oracle", "",
+                  "| goal type | named | true | precision | recall |", "|---|---:|---:|---:|---:|"]
+        for kind, c in sorted(data.relabel_counts.items()):
+            precision, recall = _precision_recall(c)
+            lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
+                         f"{100 * precision:.1f} % | {100 * recall:.1f} % |")
+    if data.curve:
+        lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
+                  "| method | iteration | seen | unseen |", "|---|---:|---:|---:|"]
+        for (m, i), by_split in sorted(data.curve.items()):
+            lines.append(f"| {m} | {i} | {_fmt(by_split['seen'])} | {_fmt(by_split['unseen'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _precision_recall(c: Counter[str]) -> tuple[float, float]:
+    named, true = c["tp"] + c["fp"], c["tp"] + c["fn"]
+    return (c["tp"] / named if named else 1.0), (c["tp"] / true if true else 1.0)
+
+
+def plots(data: RunData, out: Path) -> list[Path]:
+    """The report's figures as PNG files in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(out / name)
+
+    groups = grouped(data.points)
+    methods = sorted({m for m, _ in groups})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, split in zip(axes, SPLITS, strict=True):
+        for m in methods:
+            xs = sorted(d for mm, d in groups if mm == m)
+            stats = [mean_std(_values(groups[(m, d)], split) or [0.0]) for d in xs]
+            ax.errorbar(xs, [100 * a for a, _ in stats], yerr=[100 * b for _, b in stats],
+                        marker="o", capsize=3, label=m)
+        ax.set(title=split, xlabel="ground-truth demos", ylabel="success %")
+    axes[0].legend(fontsize=8)
+    save(fig, "success.png")
+
+    smallest = min((d for _, d in groups), default=0)
+    at_smallest = [(m, ps) for (m, d), ps in groups.items() if d == smallest]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.4
+    for k, split in enumerate(SPLITS):
+        stats = [mean_std(_values(ps, split) or [0.0]) for _, ps in at_smallest]
+        ax.bar([i + k * width for i in range(len(at_smallest))], [100 * a for a, _ in stats],
+               width, yerr=[100 * b for _, b in stats], capsize=3, label=split)
+    ax.set_xticks([i + width / 2 for i in range(len(at_smallest))],
+                  [m for m, _ in at_smallest], rotation=20, fontsize=8)
+    ax.set(title=f"methods at {smallest} ground-truth demos", ylabel="success %")
+    ax.legend()
+    save(fig, "ablations.png")
+
+    types = sorted(set(data.gt_types) | set(data.relabeled_types))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, (name, counter) in enumerate((("ground truth", data.gt_types),
+                                         ("relabeled", data.relabeled_types))):
+        total = sum(counter.values()) or 1
+        left.bar([i + k * width for i in range(len(types))],
+                 [100 * counter[t] / total for t in types], width, label=name)
+    left.set_xticks([i + width / 2 for i in range(len(types))], _short(types))
+    left.set(title="goal types of the demos", ylabel="% of demos")
+    left.legend()
+    outcome_types = sorted({g for p in data.points for s in p.summary.values() for g in s}
+                           - {"all"})
+    step = 0.8 / max(1, len(methods))
+    for k, m in enumerate(methods):
+        ps = [p for (mm, _), group in groups.items() if mm == m for p in group]
+        right.bar([i + k * step for i in range(len(outcome_types))],
+                  [100 * statistics.fmean(_values(ps, "unseen", t) or [0.0])
+                   for t in outcome_types], step, label=m)
+    right.set_xticks([i + step * (len(methods) - 1) / 2 for i in range(len(outcome_types))],
+                     _short(outcome_types))
+    right.set(title="success on unseen by goal type (all budgets)", ylabel="success %")
+    right.legend(fontsize=7)
+    save(fig, "goal_types.png")
+
+    kinds = sorted(data.relabel_counts)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for k, metric in enumerate(("precision", "recall")):
+        ax.bar([i + k * width for i in range(len(kinds))],
+               [100 * _precision_recall(data.relabel_counts[t])[k] for t in kinds], width,
+               label=metric)
+    ax.set_xticks([i + width / 2 for i in range(len(kinds))], _short(kinds))
+    ax.set(title="relabel accuracy against the oracle", ylabel="%", ylim=(0, 105))
+    ax.legend()
+    save(fig, "relabel_accuracy.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, split in zip(axes, SPLITS, strict=True):
+        for m in sorted({m for m, _ in data.curve}):
+            its = sorted(i for mm, i in data.curve if mm == m)
+            stats = [mean_std(data.curve[(m, i)][split] or [0.0]) for i in its]
+            ax.errorbar(its, [100 * a for a, _ in stats], yerr=[100 * b for _, b in stats],
+                        marker="o", capsize=3, label=m)
+        ax.set(title=split, xlabel="HSL iteration", ylabel="success %")
+    axes[0].legend(fontsize=8)
+    save(fig, "iterations.png")
+    return written
+
+
+def write_report(runs: list[Path], out: Path, relabel_accuracy: bool = True) -> list[Path]:
+    """report.md and the PNG figures for these runs in `out`; returns the files written."""
+    if not runs:
+        raise ValueError("no run folders given")
+    data = load_runs(runs, relabel_accuracy)
+    if not data.points:
+        raise ValueError("none of the runs has a finished evaluation yet")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(data), encoding="utf-8")
+    return [out / "report.md", *plots(data, out)]

@@ -1,0 +1,107 @@
+"""`hsl report` on small real runs: folders laid out as `hsl iterate` leaves them, filled by
+the expert, a random policy and the rule relabeler on the household world (no training: the
+report only reads files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hsl_tools.agent import ExpertPolicy, RandomPolicy
+from hsl_tools.collect import collect
+from hsl_tools.evaluate import evaluate
+from hsl_tools.grid import load_grid
+from hsl_tools.iterate import Recipe
+from hsl_tools.records import write_json
+from hsl_tools.relabel.relabelers import RuleRelabeler
+from hsl_tools.relabel.stages import mask, relabel
+from hsl_tools.report import load_runs, markdown, write_report
+
+
+def fake_run(root: Path, household, demos: int, seed: int, mask_: bool = True) -> Path:
+    recipe = Recipe.model_validate({"run": {"dir": str(root / f"d{demos}-m{mask_}-s{seed}"),
+                                            "seed": seed},
+                                    "sft": {"demos": demos},
+                                    "hsl": {"iterations": 1, "mask": mask_}})
+    run = Path(recipe.run.dir)
+    write_json(run / "recipe.json", {"methods": recipe.methods(), **recipe.model_dump()})
+    collect(run / "expert.jsonl", household, [("train", household.task_ids("train", demos))],
+            ExpertPolicy())
+    # success rates that differ between seeds, so means and stds are not trivially 0
+    evaluate(household, ExpertPolicy() if seed == 1 else RandomPolicy(seed), ["seen", "unseen"],
+             6, run / "eval-sft")
+    evaluate(household, ExpertPolicy(), ["seen", "unseen"], 6, run / "eval-final")
+    it = run / "iter-001"
+    collect(it / "agent.jsonl", household, [("train", household.task_ids("train", 12))],
+            RandomPolicy(seed))
+    relabel(it / "agent.jsonl", it / "goals.jsonl", RuleRelabeler())
+    mask(it / "goals.jsonl", it / "demos.jsonl", RuleRelabeler())
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(household, tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("runs")
+    return [fake_run(root, household, demos, seed, mask_)
+            for demos, mask_ in ((4, True), (8, True), (4, False)) for seed in (1, 2)]
+
+
+def test_report_writes_the_table_and_every_plot(runs: list[Path], tmp_path: Path) -> None:
+    files = write_report(runs, tmp_path / "out")
+    names = {f.name for f in files}
+    assert names == {"report.md", "success.png", "ablations.png", "goal_types.png",
+                     "relabel_accuracy.png", "iterations.png"}
+    for f in files:
+        assert f.stat().st_size > 1000
+        if f.suffix == ".png":
+            assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / "out" / "report.md").read_text()
+    for method in ("| SFT | 4 |", "| SFT+HSL | 8 |", "| SFT+HSL NoMask | 4 |"):
+        assert method in text
+
+
+def test_report_numbers_are_the_runs_means(runs: list[Path]) -> None:
+    import json
+    import statistics
+
+    data = load_runs(runs, relabel_accuracy=False)
+    sft4 = [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["unseen"]
+            ["all"]["success"] for r in runs if r.name.startswith("d4-mTrue")]
+    # SFT at 4 demos: the two mask=True runs and the two NoMask runs share it (4 values)
+    sft4 += [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["unseen"]
+             ["all"]["success"] for r in runs if r.name.startswith("d4-mFalse")]
+    row = next(line for line in markdown(data).splitlines() if line.startswith("| SFT | 4 |"))
+    mean, std = statistics.fmean(sft4), statistics.stdev(sft4)
+    assert std > 0
+    assert f"{100 * mean:.1f} ± {100 * std:.1f} (n=4)" in row
+
+
+def test_report_checks_relabels_against_the_oracle(runs: list[Path]) -> None:
+    data = load_runs(runs)
+    total = sum(c["tp"] + c["fn"] for c in data.relabel_counts.values())
+    assert total > 0 and sum(c["fp"] for c in data.relabel_counts.values()) <= total // 20
+    assert sum(data.relabeled_types.values()) > 0 and sum(data.gt_types.values()) == 4 * 4 + 8 * 2
+
+
+def test_report_refuses_folders_that_are_not_runs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no recipe.json"):
+        write_report([tmp_path], tmp_path / "out")
+
+
+def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('[run]\ndir = "x"\n[sft]\ndemos = 400\n')
+    (tmp_path / "grid.toml").write_text(
+        'base = "base.toml"\ndir = "runs/g"\nseeds = [1, 2]\n'
+        '[cells.p25]\nsft = { demos = 100 }\n'
+        '[cells.p25-nomask]\nsft = { demos = 100 }\nhsl = { mask = false, iterations = 2 }\n')
+    _, recipes = load_grid(tmp_path / "grid.toml")
+    assert list(recipes) == ["p25-s1", "p25-s2", "p25-nomask-s1", "p25-nomask-s2"]
+    r = recipes["p25-nomask-s2"]
+    assert (r.run.dir, r.run.seed, r.sft.demos, r.hsl.mask) == ("runs/g/p25-nomask-s2", 2, 100,
+                                                                False)
+    assert r.methods()["eval-final"] == "SFT+HSL NoMask"
+    (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n'
+                                        '[cells.bad]\nhsl = { lamda = 0.5 }\n')
+    with pytest.raises(ValueError, match=r"cells.bad: hsl.lamda"):
+        load_grid(tmp_path / "grid.toml")
