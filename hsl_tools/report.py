@@ -71,8 +71,11 @@ def _goal_type(instruction: str) -> str:
 
 
 def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
-    """Everything the report shows, from run folders (unfinished evaluations are skipped)."""
+    """Everything the report shows, from run folders (unfinished evaluations are skipped).
+    A method at one budget and seed counts once: runs that share an SFT stage all carry its
+    evaluation. Runs that differ in settings the method name does not show need `run.label`."""
     data = RunData()
+    seen: set[tuple[str, int, int]] = set()
     for run in runs:
         path = run / "recipe.json"
         if not path.exists():
@@ -81,7 +84,9 @@ def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
         demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
         methods: dict[str, str] = recipe["methods"]
         for folder, method in methods.items():
-            if (summary := _summary(run / folder)) is not None:
+            if (summary := _summary(run / folder)) is not None and \
+                    (method, demos, seed) not in seen:
+                seen.add((method, demos, seed))
                 data.points.append(Point(method, demos, seed, run.name, summary))
         final = methods.get("eval-final")
         if final:
