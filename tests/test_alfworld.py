@@ -109,7 +109,7 @@ def test_unknown_game_and_missing_data(alfworld, monkeypatch) -> None:
         alfworld.reset("nope")
     monkeypatch.setenv("ALFWORLD_DATA", "/nonexistent")
     with pytest.raises(games.DataMissing, match="alfworld-download"):
-        Alfworld()
+        Alfworld().reset(alfworld.task_ids("seen", 1)[0])
 
 
 def test_rule_relabeler_against_the_facts_on_random_play(alfworld) -> None:

@@ -16,6 +16,10 @@ _LIST = re.compile(r"you see (.*?)\.?$")
 _ITEM = re.compile(r"(?:a|an) ([a-z]+ \d+)")
 
 
+def _kind(name: str) -> str:
+    return name.rsplit(" ", 1)[0]
+
+
 def _listed(text: str) -> list[str]:
     m = _LIST.search(text)
     return [] if m is None or m[1] == "nothing" else _ITEM.findall(m[1])
@@ -34,17 +38,48 @@ class Belief:
     lamps_on: dict[str, str] = field(default_factory=dict)  # lamp -> receptacle it stands on
     initial: dict[str, list[str]] = field(default_factory=dict)  # contents before any change
     first_seen: dict[str, int] = field(default_factory=dict)
+    # receptacles changed before their contents were ever shown: (taken from, put in) them
+    unseen_changes: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    initially_cool: set[str] = field(default_factory=set)  # ALFWorld starts fridge contents cool
 
     def copy(self) -> Belief:
         return Belief(self.location, self.holding, {r: list(o) for r, o in self.contents.items()},
                       set(self.clean), set(self.hot), set(self.cool), dict(self.lamps_on),
-                      self.initial, self.first_seen)
+                      self.initial, self.first_seen, self.unseen_changes, self.initially_cool)
 
     def _see(self, recep: str, objects: list[str], step: int) -> None:
         self.contents[recep] = objects
-        self.initial.setdefault(recep, list(objects))
+        if recep not in self.initial:
+            # the first full view: what the agent took out was there, what it put in was not
+            taken, put = self.unseen_changes.pop(recep, ([], []))
+            self.initial[recep] = [o for o in objects if o not in put] + taken
+            if _kind(recep) == "fridge":
+                self.initially_cool.update(self.initial[recep])
+                self.cool.update(self.initial[recep])
         for o in objects:
             self.first_seen.setdefault(o, step)
+
+    def known_initial(self) -> dict[str, list[str]]:
+        """Contents before any change, as far as the text shows them: first full views, and
+        for receptacles never shown whole, the objects taken out of them."""
+        return {**{r: taken for r, (taken, _) in self.unseen_changes.items()}, **self.initial}
+
+    def _change(self, recep: str, taken: str | None = None, put: str | None = None) -> None:
+        """Record a take or a put; a receptacle never shown keeps it for its first view."""
+        if recep not in self.initial:
+            changes = self.unseen_changes.setdefault(recep, ([], []))
+            if taken is not None and taken not in changes[1]:
+                changes[0].append(taken)  # it was there from the start
+                if _kind(recep) == "fridge":
+                    self.initially_cool.add(taken)
+                    self.cool.add(taken)
+            if put is not None:
+                changes[1].append(put)
+        contents = self.contents.setdefault(recep, [])
+        if taken is not None and taken in contents:
+            contents.remove(taken)
+        if put is not None:
+            contents.append(put)
 
     def apply(self, step: int, action: str, observation: str) -> str | None:
         """Update from one step; returns the kind of effect the observation shows (or None)."""
@@ -61,16 +96,13 @@ class Belief:
             return "close"
         if m := re.match(rf"You pick up the {_NAME} from the {_NAME}\.", obs):
             obj, recep = m[1], m[2]
-            self.initial.setdefault(recep, list(self.contents.get(recep, [obj])))
-            if obj in self.contents.get(recep, []):
-                self.contents[recep].remove(obj)
+            self._change(recep, taken=obj)
             self.first_seen.setdefault(obj, step)
             self.holding = obj
             return "take"
         if m := re.match(rf"You move the {_NAME} to the {_NAME}\.", obs):
             obj, recep = m[1], m[2]
-            self.initial.setdefault(recep, list(self.contents.get(recep, [])))
-            self.contents.setdefault(recep, []).append(obj)
+            self._change(recep, put=obj)
             self.holding = None
             return "move"
         if m := re.match(rf"You (clean|heat|cool) the {_NAME} using the {_NAME}\.", obs):

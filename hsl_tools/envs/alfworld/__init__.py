@@ -28,8 +28,9 @@ class AlfworldEpisode:
 
     def __init__(self, env: Alfworld, split: str, task_id: str) -> None:
         self.env, self.task_id, self.max_steps = env, task_id, env.max_steps
+        path = games.game_file(split, task_id)
         self.worker: GameWorker | None = env.pool.acquire()
-        self.worker.send("load", str(games.game_file(split, task_id)))
+        self.worker.send("load", str(path))
         self._state: Payload | None = None
         self.facts: list[list[Fact]] = []
         self.actions: list[str] = []
@@ -126,15 +127,19 @@ class Alfworld:
     splits = tuple(games.SPLIT_FOLDERS)
 
     def __init__(self, max_steps: int = 40, max_loads: int = 25) -> None:
-        # fail now, saying how to fix it, rather than in a worker process
+        self.max_steps = max_steps
+        self.pool = WorkerPool(max_loads)
+        self._splits: dict[str, str] = {}
+
+    @staticmethod
+    def check_installed() -> None:
+        """Fail before any worker starts, saying how to fix it (a stored oracle needs neither
+        the package nor the data, so this runs only when games are played)."""
         if importlib.util.find_spec("textworld") is None or \
                 importlib.util.find_spec("alfworld") is None:
             raise EnvError("the alfworld environment needs the alfworld package: "
                            "pip install 'hsl-tools[alfworld]'")
         games.data_root()
-        self.max_steps = max_steps
-        self.pool = WorkerPool(max_loads)
-        self._splits: dict[str, str] = {}
 
     def task_ids(self, split: str, n: int | None = None) -> list[str]:
         check_split(self, split)
@@ -145,6 +150,7 @@ class Alfworld:
         return list(ids[:n])
 
     def reset(self, task_id: str) -> AlfworldEpisode:
+        self.check_installed()
         split = self._splits.get(task_id) or games.find_game(task_id)[0]
         return AlfworldEpisode(self, split, task_id)
 

@@ -8,6 +8,7 @@ not tasks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cache
 from pathlib import Path
@@ -38,13 +39,14 @@ def data_root() -> Path:
 
 @cache
 def task_ids(split: str) -> tuple[str, ...]:
-    """Every game of a split, sorted so that `-n N` always means the same N games."""
+    """Every game of a split in a fixed shuffled order (by a hash of the id), so that `-n N`
+    always means the same N games, of every task type (sorted names group them by type)."""
     folder = data_root() / SPLIT_FOLDERS[split]
     if not folder.is_dir():
         raise DataMissing(f"{folder} is missing: this ALFWORLD_DATA lacks the {split!r} split "
                           f"(`alfworld-download` fetches all of them)")
-    return tuple(sorted(str(p.parent.relative_to(folder))
-                        for p in folder.glob(f"*/*/{GAME_FILE}")))
+    ids = (str(p.parent.relative_to(folder)) for p in folder.glob(f"*/*/{GAME_FILE}"))
+    return tuple(sorted(ids, key=lambda t: hashlib.sha256(t.encode()).hexdigest()))
 
 
 def game_file(split: str, task_id: str) -> Path:
