@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -66,7 +67,9 @@ class HSLSection(_Section):
     iterations: int = 0
     collect: int = 18
     temperature: float = 0.7
-    data: Literal["hindsight", "relabel_failure", "self_imitation"] = "hindsight"
+    # what each iteration trains on beside the ground truth; "none": no rollouts, the same
+    # optimisation steps on the ground truth alone (the control for "HSL only adds steps")
+    data: Literal["hindsight", "relabel_failure", "self_imitation", "none"] = "hindsight"
     relabeler: str = "rules"
     masker: str = "rules"
     steps: int = 4
@@ -78,6 +81,8 @@ class HSLSection(_Section):
     mask: bool = True
     uniform: bool = False
     lora_r: int = 0
+    # every iteration's checkpoint (model + optimizer, ~3x the model) or only the newest
+    keep_checkpoints: bool = False
 
 
 class DPOSection(_Section):
@@ -114,7 +119,7 @@ class Recipe(_Section):
         names = {"eval-sft": "SFT"}
         if h.iterations:
             suffix = {"hindsight": "+HSL", "relabel_failure": "+RelabelFailure",
-                      "self_imitation": "+SelfImit"}[h.data]
+                      "self_imitation": "+SelfImit", "none": " (same steps)"}[h.data]
             suffix += " NoMask" * (not h.mask) + " UniWeight" * h.uniform
             names["eval-final"] = self.run.label or "SFT" + suffix
         if self.dpo.steps:
@@ -187,6 +192,8 @@ def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
             with (run / "metrics.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
             _mark_done(folder)
+            if not h.keep_checkpoints and i > 1:
+                shutil.rmtree(run / f"iter-{i - 1:03d}" / "ckpt", ignore_errors=True)
             console.print(f"iteration {i}: {line['trajectories']} episodes "
                           f"({line['success']:.0%} won), {line['new_demos']} new demos, buffer "
                           f"{line['buffer']}, loss {line['loss']:.3f}")
@@ -239,12 +246,14 @@ def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint:
     h = recipe.hsl
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{recipe.run.seed}/{i}")
-    tasks = rng.sample(env.task_ids("train"), h.collect)
+    tasks = rng.sample(env.task_ids("train"), h.collect) if h.data != "none" else []
     policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
         max_new_tokens=24, temperature=h.temperature, seed=recipe.run.seed + i))
     stats = collect(folder / "agent.jsonl", env, [("train", tasks)], policy,
                     recipe.model.batch_size)
-    if h.data == "self_imitation":
+    if h.data == "none":
+        new = []
+    elif h.data == "self_imitation":
         new = load_demos(folder / "agent.jsonl", "self_imitation")
     else:
         relabel(folder / "agent.jsonl", folder / "goals.jsonl",
@@ -253,12 +262,13 @@ def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint:
         mask(folder / "goals.jsonl", folder / "demos.jsonl",
              make_relabeler(h.masker, recipe.run.env))
         new = list(read_records(folder / "demos.jsonl", Demo))
-    buffer = push(run / "buffer.jsonl", new, h.capacity)
+    buffer = push(run / "buffer.jsonl", new, h.capacity) if h.data != "none" else []
     config = TrainConfig(objective="hsl" if buffer else "sft", steps=h.steps,
                          batch_size=h.batch_size, lr=h.lr, lam=h.lam, alpha=h.alpha,
                          mask=h.mask, uniform=h.uniform, lora_r=h.lora_r,
                          seed=recipe.run.seed + i)
-    metrics = train(str(checkpoint), folder / "ckpt", config, ground_truth, buffer, resume=True)
+    metrics = train(str(checkpoint), folder / "ckpt", config, ground_truth, buffer, resume=True,
+                    optimizer_from=checkpoint)
     return {"iteration": i, "trajectories": stats.total,
             "success": stats.wins / stats.new if stats.new else 0.0,
             "new_demos": len(new), "buffer": len(buffer), "loss": metrics.get("loss", 0.0),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -41,10 +42,15 @@ def test_two_hsl_iterations(tmp_path: Path) -> None:
         assert len(list(read_records(it / "agent.jsonl", Trajectory))) == 6
         list(read_records(it / "goals.jsonl", GoalRecord))
         list(read_records(it / "demos.jsonl", Demo))
-        assert (it / "done").exists() and (it / "ckpt" / "trainer_state.json").exists()
+        assert (it / "done").exists()
+    # only the newest iteration keeps its checkpoint
+    assert not (run / "iter-001" / "ckpt").exists()
+    assert (run / "iter-002" / "ckpt" / "trainer_state.json").exists()
     assert changed(run / "sft", run / "model0")
-    assert changed(run / "iter-001" / "ckpt", run / "sft")
-    assert changed(run / "iter-002" / "ckpt", run / "iter-001" / "ckpt")
+    assert changed(run / "iter-002" / "ckpt", run / "sft")
+    # the iterations continue SFT's optimizer: AdamW has taken 3 + 2 + 2 steps
+    optimizer = torch.load(run / "iter-002" / "ckpt" / "optimizer.pt", weights_only=True)
+    assert int(optimizer["state"][0]["step"]) == 3 + 2 + 2
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in lines] == [1, 2]
     buffer = list(read_records(run / "buffer.jsonl", Demo))
@@ -113,3 +119,23 @@ def test_dpo_trains_on_expert_vs_failed_pairs(tmp_path: Path, tiny_model: Path) 
                                    str(expert), "--steps", "1"])
     assert no_pairs.exit_code != 0 and "DPO needs failed agent trajectories" in str(
         no_pairs.exception)
+
+
+def test_the_same_steps_control_trains_on_ground_truth_only(tmp_path: Path, tiny_model: Path,
+                                                            household) -> None:
+    """hsl.data = "none": no rollouts, no buffer, the same optimisation steps on the ground
+    truth alone (the control that tells HSL's data from its extra steps)."""
+    from hsl_tools.iterate import Recipe, _iteration
+    from hsl_tools.train.data import load_demos
+
+    CliRunner().invoke(app, ["collect", "-n", "4", "--out", str(tmp_path / "expert.jsonl")])
+    recipe = Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {
+        "iterations": 1, "data": "none", "steps": 2, "batch_size": 2}})
+    assert recipe.methods()["eval-final"] == "SFT (same steps)"
+    line = _iteration(recipe, household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
+                      load_demos(tmp_path / "expert.jsonl"))
+    assert (line["trajectories"], line["new_demos"], line["buffer"]) == (0, 0, 0)
+    log = [json.loads(x) for x in
+           (tmp_path / "iter-001" / "ckpt" / "train.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all("loss_hsl" not in m for m in log)
+    assert not (tmp_path / "buffer.jsonl").exists()

@@ -102,8 +102,11 @@ def _bf16_available() -> bool:
 
 def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Demo],
           buffer: list[Demo] | None = None, rejected: list[Trajectory] | None = None,
-          reference: str | None = None, resume: bool = False) -> dict[str, float]:
-    """Train and save to `out`; returns the last step's metrics."""
+          reference: str | None = None, resume: bool = False,
+          optimizer_from: Path | None = None) -> dict[str, float]:
+    """Train and save to `out`; returns the last step's metrics. `optimizer_from`, a
+    checkpoint folder, continues its optimizer state (the HSL loop's iterations are one
+    optimisation: a fresh AdamW would take a full-size first step every iteration)."""
     config.check()
     bf16 = _bf16_available() if config.bf16 is None else config.bf16
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no",
@@ -122,8 +125,9 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                                                  task_type="CAUSAL_LM"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=config.lr, weight_decay=config.weight_decay)
-    if state and (out / "optimizer.pt").exists() and not config.lora_r:
-        optimizer.load_state_dict(torch.load(out / "optimizer.pt", weights_only=True))
+    saved = out if state else optimizer_from
+    if saved is not None and (saved / "optimizer.pt").exists() and not config.lora_r:
+        optimizer.load_state_dict(torch.load(saved / "optimizer.pt", weights_only=True))
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
