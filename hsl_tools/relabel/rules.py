@@ -28,9 +28,9 @@ def _kind(name: str) -> str:
 
 def holds(belief: Belief, initially: bool = False) -> set[Goal]:
     """Template goals that hold in a belief, or (`initially`) in the receptacles as the text
-    first showed them, with what was cool from the start (fridge contents)."""
+    first showed them (no object is known clean, hot or cool before the agent acts)."""
     contents = belief.known_initial() if initially else belief.contents
-    states = {"clean": set(), "hot": set(), "cool": belief.initially_cool} if initially else \
+    states = {"clean": set(), "hot": set(), "cool": set()} if initially else \
         {"clean": belief.clean, "hot": belief.hot, "cool": belief.cool}
     goals: set[Goal] = set()
     for recep, objs in contents.items():

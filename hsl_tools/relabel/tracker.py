@@ -16,10 +16,6 @@ _LIST = re.compile(r"you see (.*?)\.?$")
 _ITEM = re.compile(r"(?:a|an) ([a-z]+ \d+)")
 
 
-def _kind(name: str) -> str:
-    return name.rsplit(" ", 1)[0]
-
-
 def _listed(text: str) -> list[str]:
     m = _LIST.search(text)
     return [] if m is None or m[1] == "nothing" else _ITEM.findall(m[1])
@@ -40,12 +36,11 @@ class Belief:
     first_seen: dict[str, int] = field(default_factory=dict)
     # receptacles changed before their contents were ever shown: (taken from, put in) them
     unseen_changes: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
-    initially_cool: set[str] = field(default_factory=set)  # ALFWorld starts fridge contents cool
 
     def copy(self) -> Belief:
         return Belief(self.location, self.holding, {r: list(o) for r, o in self.contents.items()},
                       set(self.clean), set(self.hot), set(self.cool), dict(self.lamps_on),
-                      self.initial, self.first_seen, self.unseen_changes, self.initially_cool)
+                      self.initial, self.first_seen, self.unseen_changes)
 
     def _see(self, recep: str, objects: list[str], step: int) -> None:
         self.contents[recep] = objects
@@ -53,9 +48,6 @@ class Belief:
             # the first full view: what the agent took out was there, what it put in was not
             taken, put = self.unseen_changes.pop(recep, ([], []))
             self.initial[recep] = [o for o in objects if o not in put] + taken
-            if _kind(recep) == "fridge":
-                self.initially_cool.update(self.initial[recep])
-                self.cool.update(self.initial[recep])
         for o in objects:
             self.first_seen.setdefault(o, step)
 
@@ -70,15 +62,12 @@ class Belief:
             changes = self.unseen_changes.setdefault(recep, ([], []))
             if taken is not None and taken not in changes[1]:
                 changes[0].append(taken)  # it was there from the start
-                if _kind(recep) == "fridge":
-                    self.initially_cool.add(taken)
-                    self.cool.add(taken)
             if put is not None:
                 changes[1].append(put)
         contents = self.contents.setdefault(recep, [])
         if taken is not None and taken in contents:
             contents.remove(taken)
-        if put is not None:
+        if put is not None and put not in contents:  # stacked receptacles may list it already
             contents.append(put)
 
     def apply(self, step: int, action: str, observation: str) -> str | None:

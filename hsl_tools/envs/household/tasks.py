@@ -101,10 +101,8 @@ class Task:
         contents: dict[str, list[str]] = {r: [] for r in self.layout.receptacles}
         for obj, recep in self.placements:
             contents[recep].append(obj)
-        # as in the real games' facts, whatever starts in a fridge is already cool
-        cool = {obj for obj, recep in self.placements if kind_of(recep) == "fridge"}
         return World(receptacles=list(self.layout.receptacles), contents=contents,
-                     kinds=OBJECTS[self.layout.room], cool=cool)
+                     kinds=OBJECTS[self.layout.room])
 
 
 def parse_task_id(task_id: str) -> tuple[str, int]:
