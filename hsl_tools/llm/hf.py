@@ -92,12 +92,11 @@ class HFChatModel:
         self._max_new = params.max_new_tokens
         cache, mask, last = self._prefill(prompts, sessions, reuse)
         logits, position = last
-        width = max(reuse) + max(len(p) - r for p, r in zip(prompts, reuse, strict=True))
         generator = torch.Generator(self.device).manual_seed(params.seed)
         eos = set(self.stop_ids)
         generated: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
-        for step in range(params.max_new_tokens):
+        for _ in range(params.max_new_tokens):
             tokens = _pick(logits, params, generator)
             for i, token in enumerate(tokens.tolist()):
                 if done[i]:
@@ -110,7 +109,7 @@ class HFChatModel:
                     s in self.tokenizer.decode(generated[i][-16:]) for s in params.stop)
             if all(done):
                 break
-            mask[:, width + step] = 1  # the token just picked
+            mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
             position = position + 1
             logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
                                 position_ids=position[:, None], past_key_values=cache,
@@ -122,24 +121,23 @@ class HFChatModel:
                  ) -> tuple[Cache, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the uncached part of every prompt in one forward pass.
 
-        Row i of the batch is laid out as [pad][cached c_i][pad][new n_i][room for replies]:
-        cached states are right-aligned in the first C columns, new tokens in the next N, and
-        the attention mask (as wide as the whole buffer) hides the padding and the room not
-        yet filled, so causality by column and RoPE by explicit position stay exact.
+        Row i of the batch is laid out as [pad][cached c_i][pad][new n_i]: cached states are
+        right-aligned in the first C columns, new tokens in the last N, and the attention mask
+        hides the padding, so causality by column and RoPE by explicit position stay exact.
         """
         batch, dev = len(prompts), self.device
         new = [p[r:] for p, r in zip(prompts, reuse, strict=True)]
         c_max, n_max = max(reuse), max(map(len, new))
         input_ids = torch.full((batch, n_max), self.tokenizer.pad_token_id, device=dev)
-        capacity = c_max + n_max + self._max_new
-        mask = torch.zeros((batch, capacity), dtype=torch.long, device=dev)
+        mask = torch.zeros((batch, c_max + n_max), dtype=torch.long, device=dev)
         positions = torch.ones((batch, n_max), dtype=torch.long, device=dev)
         for i, (r, tokens) in enumerate(zip(reuse, new, strict=True)):
             n = len(tokens)
             input_ids[i, n_max - n:] = torch.tensor(tokens, device=dev)
             mask[i, c_max - r:c_max] = 1
-            mask[i, c_max + n_max - n:c_max + n_max] = 1
+            mask[i, c_max + n_max - n:] = 1
             positions[i, n_max - n:] = torch.arange(r, r + n, device=dev)
+        capacity = c_max + n_max + self._max_new
         past = self._stacked(sessions, reuse, c_max) if c_max and sessions else None
         cache = Cache(layers=[_BufferLayer(capacity, None if past is None else past[i])
                               for i in range(self.model.config.num_hidden_layers)])
@@ -149,9 +147,9 @@ class HFChatModel:
             for i, (session, r, tokens) in enumerate(zip(sessions, reuse, new, strict=True)):
                 width = c_max + n_max
                 states = [(torch.cat([layer.keys[i:i + 1, :, c_max - r:c_max],
-                                      layer.keys[i:i + 1, :, width - len(tokens):width]], dim=2),
+                                      layer.keys[i:i + 1, :, width - len(tokens):]], dim=2),
                            torch.cat([layer.values[i:i + 1, :, c_max - r:c_max],
-                                      layer.values[i:i + 1, :, width - len(tokens):width]], dim=2))
+                                      layer.values[i:i + 1, :, width - len(tokens):]], dim=2))
                           for layer in cache.layers]
                 self.cache.entries[session] = (prompts[i], states)
         return cache, mask, (out.logits[:, -1, :], positions[:, -1])
@@ -188,10 +186,8 @@ def _pick(logits: torch.Tensor, params: GenerationParams, generator: torch.Gener
 
 
 class _BufferLayer(DynamicLayer):
-    """A key/value cache layer over preallocated buffers that attention reads whole (as
-    transformers' static cache does): appending a token writes in place, and attention gets
-    contiguous tensors with the unfilled room masked, where slicing the filled part would
-    make SDPA copy the whole cache at every token."""
+    """A key/value cache layer over preallocated buffers: appending a token writes in place,
+    where transformers' dynamic layer re-concatenates the whole cache every step."""
 
     def __init__(self, capacity: int,
                  initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -205,19 +201,14 @@ class _BufferLayer(DynamicLayer):
         if not self.is_initialized:
             batch, heads, _, dim = key_states.shape
             shape = (batch, heads, self.capacity, dim)
-            self.keys, self.values = key_states.new_zeros(shape), value_states.new_zeros(shape)
+            self._k, self._v = key_states.new_zeros(shape), value_states.new_zeros(shape)
             self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
         end = self.length + key_states.shape[2]
-        self.keys[:, :, self.length:end] = key_states
-        self.values[:, :, self.length:end] = value_states
+        self._k[:, :, self.length:end] = key_states
+        self._v[:, :, self.length:end] = value_states
         self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
         return self.keys, self.values
-
-    def get_mask_sizes(self, *args: object, **kwargs: object) -> tuple[int, int]:
-        return self.capacity, 0
-
-    def get_seq_length(self) -> int:
-        return self.length
 
 
 class SessionCache:

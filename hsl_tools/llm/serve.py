@@ -27,7 +27,7 @@ def free_port() -> int:
 
 @contextmanager
 def vllm_server(model: str | Path, name: str = "model", max_model_len: int = 2048,
-                timeout: float = 300.0, log: Path | None = None) -> Iterator[str]:
+                timeout: float = 600.0, log: Path | None = None) -> Iterator[str]:
     """Serve `model` on 127.0.0.1 under `name`; yields the base URL (…/v1), stops on exit."""
     port = free_port()
     log = log or Path(tempfile.mkstemp(prefix="vllm-server-", suffix=".log")[1])
