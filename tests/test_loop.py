@@ -139,3 +139,30 @@ def test_the_same_steps_control_trains_on_ground_truth_only(tmp_path: Path, tiny
            (tmp_path / "iter-001" / "ckpt" / "train.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all("loss_hsl" not in m for m in log)
     assert not (tmp_path / "buffer.jsonl").exists()
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, tiny_model: Path,
+                                                            monkeypatch) -> None:
+    from hsl_tools.train import loop
+    from hsl_tools.train.data import load_demos
+
+    CliRunner().invoke(app, ["collect", "-n", "4", "--out", str(tmp_path / "expert.jsonl")])
+    demos = load_demos(tmp_path / "expert.jsonl")
+    config = loop.TrainConfig(steps=5, batch_size=2, lr=1e-3, save_every=2)
+    real = loop.learning_rate
+
+    def killed_at_step_4(config, step, total):
+        if step == 4:
+            raise KeyboardInterrupt  # as if the process were killed here
+        return real(config, step, total)
+
+    monkeypatch.setattr(loop, "learning_rate", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(str(tiny_model), tmp_path / "ckpt", config, demos)
+    assert json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())["step"] == 2
+    monkeypatch.setattr(loop, "learning_rate", real)
+    loop.train(str(tiny_model), tmp_path / "ckpt", config, demos, resume=True)
+    log = [json.loads(x)["step"] for x in
+           (tmp_path / "ckpt" / "train.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4, 5]  # step 3 was redone once, and logged once
+    assert json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())["step"] == 5

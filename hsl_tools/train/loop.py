@@ -63,6 +63,7 @@ class TrainConfig:
     lora_alpha: int = 16
     merge_lora: bool = True
     bf16: bool | None = None  # None: where the hardware does it fast
+    save_every: int = 100  # steps between checkpoints a killed run resumes from (0: end only)
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -115,8 +116,8 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
     set_seed(config.seed + accelerator.process_index + state.get("step", 0))
     model, tokenizer = load_pretrained(str(out) if state else model_dir, torch.float32)
-    if not state and accelerator.is_main_process:
-        (out / "train.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
+    if accelerator.is_main_process:
+        _trim_log(out / "train.jsonl", state.get("step", 0))
     if config.lora_r:
         from peft import LoraConfig, get_peft_model
 
@@ -208,6 +209,10 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                 with (out / "train.jsonl").open("a", encoding="utf-8") as f:
                     f.write(json.dumps(metrics) + "\n")
             bar.advance()
+            if config.save_every and step % config.save_every == 0 and step < total \
+                    and not config.lora_r and accelerator.is_main_process:
+                # LoRA runs save at the end only: saving merges the adapter into the model
+                save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total)
@@ -224,6 +229,16 @@ def _dpo_pairs(tokenizer, ground_truth: list[Demo], rejected: list[Trajectory], 
     if not pairs:
         raise ValueError("DPO needs failed agent trajectories on tasks that have expert demos")
     return pairs
+
+
+def _trim_log(log: Path, step: int) -> None:
+    """Keep the log lines of the steps a resumed run starts after (a fresh run: none), so
+    steps done after the last checkpoint of a killed run are not logged twice."""
+    if not log.exists():
+        return
+    lines = [x for x in log.read_text(encoding="utf-8").splitlines(keepends=True)
+             if x.strip() and json.loads(x)["step"] <= step]
+    log.write_text("".join(lines), encoding="utf-8")
 
 
 def save(model, tokenizer, optimizer, out: Path, config: TrainConfig, step: int) -> None:
