@@ -38,9 +38,9 @@ _PUT_FEEDBACK = re.compile(r"^You put the (.+?) in/on the (.+?)\.")
 _MOVE_ACTION = re.compile(r"^move (.+?) to (.+)$")
 _MOVE_FEEDBACK = re.compile(r"^You move the (.+?) to the (.+?)\.")
 _SPLIT_OF_FOLDER = {folder: split for split, folder in SPLIT_FOLDERS.items()}
-
-
 Turn = dict[str, str]  # role (system, user or assistant) and content
+
+
 def _items(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, item) for each conversation of a JSON list or a JSONL file."""
     text = path.read_text(encoding="utf-8")
