@@ -90,6 +90,7 @@ class DPOSection(_Section):
     ground-truth tasks; each failure is paired with the expert demo of its task."""
 
     steps: int = 0  # 0: no DPO stage
+    tasks: int | None = None  # ground-truth tasks the agent plays for pairs (a seeded sample)
     batch_size: int = 16
     lr: float = 1e-4
     beta: float = 0.1
@@ -213,6 +214,8 @@ def _dpo(recipe: Recipe, env, folder: Path, checkpoint: Path, expert: Path,
     d = recipe.dpo
     if not _done(folder):
         tasks = sorted({t.task_id for t in read_records(expert, Trajectory)})
+        if d.tasks is not None and d.tasks < len(tasks):
+            tasks = sorted(random.Random(f"{recipe.run.seed}/dpo").sample(tasks, d.tasks))
         policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
             max_new_tokens=24, temperature=d.temperature, seed=recipe.run.seed))
         collect(folder / "agent.jsonl", env, [("train", tasks)], policy, recipe.model.batch_size)
