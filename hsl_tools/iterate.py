@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
 from hsl_tools.agent import make_policy
-from hsl_tools.collect import collect
+from hsl_tools.collect import CollectStats, collect
 from hsl_tools.envs.base import make_env
 from hsl_tools.evaluate import evaluate
 from hsl_tools.llm.base import GenerationParams
@@ -248,24 +248,24 @@ def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint:
     """collect b trajectories -> relabel -> mask -> push to the buffer -> k training steps."""
     h = recipe.hsl
     folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(f"{recipe.run.seed}/{i}")
-    tasks = rng.sample(env.task_ids("train"), h.collect) if h.data != "none" else []
-    policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
-        max_new_tokens=24, temperature=h.temperature, seed=recipe.run.seed + i))
-    stats = collect(folder / "agent.jsonl", env, [("train", tasks)], policy,
-                    recipe.model.batch_size)
-    if h.data == "none":
-        new = []
-    elif h.data == "self_imitation":
-        new = load_demos(folder / "agent.jsonl", "self_imitation")
+    if h.data == "none":  # the control: no rollouts, no buffer
+        stats, new, buffer = CollectStats(), [], []
     else:
-        relabel(folder / "agent.jsonl", folder / "goals.jsonl",
-                make_relabeler(h.relabeler, recipe.run.env),
-                only_failed_final=h.data == "relabel_failure")
-        mask(folder / "goals.jsonl", folder / "demos.jsonl",
-             make_relabeler(h.masker, recipe.run.env))
-        new = list(read_records(folder / "demos.jsonl", Demo))
-    buffer = push(run / "buffer.jsonl", new, h.capacity) if h.data != "none" else []
+        tasks = random.Random(f"{recipe.run.seed}/{i}").sample(env.task_ids("train"), h.collect)
+        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
+            max_new_tokens=24, temperature=h.temperature, seed=recipe.run.seed + i))
+        stats = collect(folder / "agent.jsonl", env, [("train", tasks)], policy,
+                        recipe.model.batch_size)
+        if h.data == "self_imitation":
+            new = load_demos(folder / "agent.jsonl", "self_imitation")
+        else:
+            relabel(folder / "agent.jsonl", folder / "goals.jsonl",
+                    make_relabeler(h.relabeler, recipe.run.env),
+                    only_failed_final=h.data == "relabel_failure")
+            mask(folder / "goals.jsonl", folder / "demos.jsonl",
+                 make_relabeler(h.masker, recipe.run.env))
+            new = list(read_records(folder / "demos.jsonl", Demo))
+        buffer = push(run / "buffer.jsonl", new, h.capacity)
     config = TrainConfig(objective="hsl" if buffer else "sft", steps=h.steps,
                          batch_size=h.batch_size, lr=h.lr, lam=h.lam, alpha=h.alpha,
                          mask=h.mask, uniform=h.uniform, lora_r=h.lora_r,

@@ -22,7 +22,7 @@ from typing import Any
 
 from hsl_tools.goals import Goal
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
-from hsl_tools.relabel.check import check
+from hsl_tools.relabel.check import check, rates
 
 SPLITS = ("seen", "unseen")
 SHORT = {"pick_and_place": "place", "look_at_obj_in_light": "look", "pick_clean_then_place":
@@ -166,20 +166,15 @@ def markdown(data: RunData) -> str:
         lines += ["", "## Relabel accuracy against the oracle", "",
                   "| goal type | named | true | precision | recall |", "|---|---:|---:|---:|---:|"]
         for kind, c in sorted(data.relabel_counts.items()):
-            precision, recall = _precision_recall(c)
+            r = rates(c)
             lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
-                         f"{100 * precision:.1f} % | {100 * recall:.1f} % |")
+                         f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
     if data.curve:
         lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
                   "| method | iteration | seen | unseen |", "|---|---:|---:|---:|"]
         for (m, i), by_split in sorted(data.curve.items()):
             lines.append(f"| {m} | {i} | {_fmt(by_split['seen'])} | {_fmt(by_split['unseen'])} |")
     return "\n".join(lines) + "\n"
-
-
-def _precision_recall(c: Counter[str]) -> tuple[float, float]:
-    named, true = c["tp"] + c["fp"], c["tp"] + c["fn"]
-    return (c["tp"] / named if named else 1.0), (c["tp"] / true if true else 1.0)
 
 
 def plots(data: RunData, out: Path) -> list[Path]:
@@ -252,7 +247,7 @@ def plots(data: RunData, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 4))
     for k, metric in enumerate(("precision", "recall")):
         ax.bar([i + k * width for i in range(len(kinds))],
-               [100 * _precision_recall(data.relabel_counts[t])[k] for t in kinds], width,
+               [100 * rates(data.relabel_counts[t])[metric] for t in kinds], width,
                label=metric)
     ax.set_xticks([i + width / 2 for i in range(len(kinds))], _short(kinds))
     ax.set(title="relabel accuracy against the oracle", ylabel="%", ylim=(0, 105))

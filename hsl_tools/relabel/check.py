@@ -41,8 +41,8 @@ def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> di
         raise ValueError(f"goal records name trajectories not in the trajectories file: "
                          f"{', '.join(sorted(missing)[:3])}")
     total = {k: sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn", "exact")}
-    return {"trajectories": len(seen), "overall": _rates(total),
-            "per_type": {kind: _rates(c) for kind, c in sorted(counts.items())}}
+    return {"trajectories": len(seen), "overall": rates(total),
+            "per_type": {kind: rates(c) for kind, c in sorted(counts.items())}}
 
 
 def check_relabeler(trajectories: list[Trajectory], relabeler: Relabeler) -> dict:
@@ -54,7 +54,7 @@ def check_relabeler(trajectories: list[Trajectory], relabeler: Relabeler) -> dic
         for t, result in zip(trajectories, found, strict=True) for goal, step in result.goals))
 
 
-def _rates(c: dict[str, int]) -> dict[str, float]:
+def rates(c: dict[str, int]) -> dict[str, float]:
     named, true = c["tp"] + c["fp"], c["tp"] + c["fn"]
     return {**c, "precision": c["tp"] / named if named else 1.0,
             "recall": c["tp"] / true if true else 1.0,

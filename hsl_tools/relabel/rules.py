@@ -26,14 +26,10 @@ def _kind(name: str) -> str:
     return name.rsplit(" ", 1)[0]
 
 
-def holds(belief: Belief, initially: bool = False) -> set[Goal]:
-    """Template goals that hold in a belief, or (`initially`) in the receptacles as the text
-    first showed them (no object is known clean, hot or cool before the agent acts)."""
-    contents = belief.known_initial() if initially else belief.contents
-    states = {"clean": set(), "hot": set(), "cool": set()} if initially else \
-        {"clean": belief.clean, "hot": belief.hot, "cool": belief.cool}
+def holds(belief: Belief, contents: dict[str, list[str]] | None = None) -> set[Goal]:
+    """Template goals that hold in a belief (or in given receptacle contents alone)."""
     goals: set[Goal] = set()
-    for recep, objs in contents.items():
+    for recep, objs in (contents if contents is not None else belief.contents).items():
         r = _kind(recep)
         counts = Counter(_kind(o) for o in objs if _kind(o) not in ("desklamp", "floorlamp"))
         for o in objs:
@@ -41,10 +37,11 @@ def holds(belief: Belief, initially: bool = False) -> set[Goal]:
             if kind in ("desklamp", "floorlamp"):
                 continue
             goals.add(Goal(GoalType.PICK_AND_PLACE, kind, r))
-            goals.update(Goal(goal_type, kind, r) for goal_type, (_, state) in _TRANSFORM.items()
-                         if o in states[state])
+            for goal_type, (_, state) in _TRANSFORM.items():
+                if contents is None and o in getattr(belief, state):
+                    goals.add(Goal(goal_type, kind, r))
         goals.update(Goal(GoalType.PICK_TWO, k, r) for k, n in counts.items() if n >= 2)
-    if not initially and belief.holding is not None and belief.location is not None \
+    if contents is None and belief.holding is not None and belief.location is not None \
             and belief.location in belief.lamps_on.values():
         goals.add(Goal.look(_kind(belief.holding)))
     return goals
@@ -57,7 +54,7 @@ def _pairs(steps: Sequence[Step]) -> list[tuple[str, str]]:
 def identify_goals(steps: Sequence[Step]) -> dict[Goal, int]:
     """Every template goal the text shows achieved, with its first step S(k) (1-based)."""
     beliefs, _ = track(_pairs(steps))
-    already = holds(beliefs[-1], initially=True)
+    already = holds(beliefs[-1], beliefs[-1].known_initial())  # as the text first showed them
     first: dict[Goal, int] = {}
     for step, belief in enumerate(beliefs[1:], 1):
         for goal in sorted(holds(belief) - already):

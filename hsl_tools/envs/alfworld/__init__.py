@@ -151,23 +151,24 @@ class Alfworld:
 
     def reset(self, task_id: str) -> AlfworldEpisode:
         self.check_installed()
-        split = self._splits.get(task_id) or games.find_game(task_id)[0]
+        split = self._splits.get(task_id) or games.split_of(task_id)
         return AlfworldEpisode(self, split, task_id)
 
     def oracle(self, trajectory: Trajectory) -> dict[Goal, int]:
         """From the facts seen while the trajectory was collected, or by replaying it."""
         stored = trajectory.meta.get("oracle")
-        if stored is not None:
-            return {goal: step for text, step in stored.items() if (goal := Goal.parse(text))}
+        if stored is None:
+            stored = self._replay(trajectory).meta["oracle"] if trajectory.steps else {}
+        return {goal: step for text, step in stored.items() if (goal := Goal.parse(text))}
+
+    def _replay(self, trajectory: Trajectory) -> AlfworldEpisode:
+        """Play a trajectory's actions again; the episode ends with its oracle in `meta`."""
         episode = self.reset(trajectory.task_id)
         episode.max_steps = len(trajectory.steps)
         for step in trajectory.steps:
             if episode.step(step.action).done:
                 break
-        if not trajectory.steps:
-            episode.close()
-            return {}
-        return {Goal.parse(t): s for t, s in episode.meta["oracle"].items()}
+        return episode
 
     def close(self) -> None:
         self.pool.close()

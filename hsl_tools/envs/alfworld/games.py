@@ -49,17 +49,20 @@ def task_ids(split: str) -> tuple[str, ...]:
     return tuple(sorted(ids, key=lambda t: hashlib.sha256(t.encode()).hexdigest()))
 
 
+def _path(split: str, task_id: str) -> Path:
+    return data_root() / SPLIT_FOLDERS[split] / task_id / GAME_FILE
+
+
 def game_file(split: str, task_id: str) -> Path:
-    path = data_root() / SPLIT_FOLDERS[split] / task_id / GAME_FILE
+    path = _path(split, task_id)
     if not path.is_file():
         raise ValueError(f"no ALFWorld game {task_id!r} in split {split!r} ({path} is missing)")
     return path
 
 
-def find_game(task_id: str) -> tuple[str, Path]:
-    """The split and file of a game given only its id (imported dumps name no split)."""
+def split_of(task_id: str) -> str:
+    """The split that holds a game, given only its id (imported dumps name no split)."""
     for split in SPLIT_FOLDERS:
-        path = data_root() / SPLIT_FOLDERS[split] / task_id / GAME_FILE
-        if path.is_file():
-            return split, path
+        if _path(split, task_id).is_file():
+            return split
     raise ValueError(f"no ALFWorld game {task_id!r} in any split under {data_root()}")
