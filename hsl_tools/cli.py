@@ -355,15 +355,18 @@ def grid(
         help="Run only the runs whose name starts with this (repeatable).")] = None,
     report: Annotated[Path | None, typer.Option(
         help="Write `hsl report` of the grid's runs to this folder at the end.")] = None,
+    jobs: Annotated[int, typer.Option(
+        help="Runs at a time, each in its own process sharing the CPU cores (and GPU); "
+             "1 runs them here, one after another.")] = 1,
 ) -> None:
     """Run a grid of recipes (cells x seeds), each an ordinary resumable run; cells that
     start alike share one SFT. A killed grid continues where it stopped.
 
-    Example: hsl grid recipes/grid-household.toml --report docs/results
+    Example: hsl grid recipes/grid-household.toml --jobs 8 --report docs/results
     """
     from hsl_tools.grid import run_grid
 
-    runs = run_grid(path, console, only)
+    runs = run_grid(path, console, only, jobs)
     if report is not None:
         _report(runs, report)
 

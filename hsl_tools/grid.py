@@ -6,6 +6,8 @@ and evaluation settings, same seed) share one SFT: it is trained once and copied
     base = "household-tiny.toml"    # relative to the grid file
     dir = "runs/grid"
     seeds = [42, 123, 2026]
+    [common]                         # changes every cell shares
+    hsl = { iterations = 20 }
     [cells.p25]                      # each table is merged over the base recipe
     sft = { demos = 100 }
     [cells.p25-nomask]
@@ -16,9 +18,13 @@ and evaluation settings, same seed) share one SFT: it is trained once and copied
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import time
 import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,7 @@ class Grid(BaseModel):
     base: str
     dir: str
     seeds: list[int] = [42]
+    common: dict[str, dict[str, Any]] = {}  # merged over the base before each cell's changes
     cells: dict[str, dict[str, dict[str, Any]]]
 
 
@@ -52,7 +59,7 @@ def load_grid(path: Path) -> tuple[Grid, dict[str, Recipe]]:
         for seed in grid.seeds:
             name = f"{cell}-s{seed}"
             data = {section: dict(values) for section, values in base.items()}
-            for section, values in changes.items():
+            for section, values in [*grid.common.items(), *changes.items()]:
                 data.setdefault(section, {}).update(values)
             data["run"].update(dir=str(Path(grid.dir) / name), seed=seed)
             try:
@@ -68,32 +75,73 @@ def start_key(recipe: Recipe) -> str:
     """Everything that decides a run's SFT checkpoint and its evaluation."""
     r = recipe.run
     return json.dumps([r.env, r.seed, r.max_steps, recipe.model.model_dump(),
-                       recipe.sft.model_dump(), recipe.eval.model_dump()], sort_keys=True)
+                       recipe.sft.model_dump(), recipe.eval.model_dump(exclude={"every"})],
+                      sort_keys=True)
 
 
-def run_grid(path: Path, console: Console, only: list[str] | None = None) -> list[Path]:
-    """Run every (cell, seed) of the grid in order, sharing SFT stages; returns the run dirs."""
+def run_grid(path: Path, console: Console, only: list[str] | None = None,
+             jobs: int = 1) -> list[Path]:
+    """Run every (cell, seed) of the grid, `jobs` runs at a time, sharing SFT stages: first
+    one run per distinct start trains and evaluates its SFT, which is copied to the runs that
+    start alike, then every run goes to its end. Returns the run dirs."""
     _, recipes = load_grid(path)
-    started: dict[str, Path] = {}
-    dirs = []
-    for n, (name, recipe) in enumerate(recipes.items(), 1):
-        if only and not any(name.startswith(o) for o in only):
-            continue
-        run = Path(recipe.run.dir)
-        donor = started.get(start_key(recipe))
-        if donor is not None and not (run / "sft" / "done").exists():
-            for item in SHARED_START:
-                source, target = donor / item, run / item
-                if source.is_dir():
-                    shutil.copytree(source, target, dirs_exist_ok=True)
-                elif source.exists():
-                    run.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(source, target)
-        console.rule(f"[bold]{name}[/] ({n}/{len(recipes)})" +
-                     (f", SFT shared from {donor.name}" if donor is not None else ""))
-        began = time.perf_counter()
-        run_recipe(recipe, console)
-        console.print(f"{name}: {time.perf_counter() - began:.0f} s")
-        started.setdefault(start_key(recipe), run)
-        dirs.append(run)
-    return dirs
+    chosen = {name: r for name, r in recipes.items()
+              if not only or any(name.startswith(o) for o in only)}
+    groups: dict[str, list[str]] = {}
+    for name, recipe in chosen.items():
+        groups.setdefault(start_key(recipe), []).append(name)
+    _run_all({names[0]: chosen[names[0]] for names in groups.values()}, True, jobs, console)
+    for first, *rest in groups.values():
+        for name in rest:
+            _copy_start(Path(chosen[first].run.dir), Path(chosen[name].run.dir))
+    _run_all(chosen, False, jobs, console)
+    return [Path(r.run.dir) for r in chosen.values()]
+
+
+def _copy_start(donor: Path, run: Path) -> None:
+    """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run."""
+    if (run / "sft" / "done").exists():
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    for item in SHARED_START:
+        source, target = donor / item, run / item
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.exists():
+            shutil.copy2(source, target)
+
+
+def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Console) -> None:
+    """Run recipes in this process (jobs = 1, output to the console) or in `jobs` worker
+    processes, each writing to its run's grid.log."""
+    stage = "SFT" if until_sft else "run"
+    if jobs <= 1:
+        for n, (name, recipe) in enumerate(recipes.items(), 1):
+            console.rule(f"[bold]{name}[/] {stage} ({n}/{len(recipes)})")
+            began = time.perf_counter()
+            run_recipe(recipe, console, until_sft)
+            console.print(f"{name}: {time.perf_counter() - began:.0f} s")
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn: a forked child of a process that touched CUDA or OpenMP can hang
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_in_worker, r.model_dump(), until_sft, threads): name
+                   for name, r in recipes.items()}
+        for n, future in enumerate(as_completed(futures), 1):
+            name = futures[future]
+            console.print(f"{name} {stage}: {future.result():.0f} s ({n}/{len(recipes)}, "
+                          f"log in {Path(recipes[name].run.dir) / 'grid.log'})")
+
+
+def _run_in_worker(recipe: dict[str, Any], until_sft: bool, threads: int) -> float:
+    """One run in a worker process, its output appended to RUN/grid.log; returns seconds."""
+    import torch
+
+    torch.set_num_threads(threads)
+    parsed = Recipe.model_validate(recipe)
+    log = Path(parsed.run.dir) / "grid.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with log.open("a", encoding="utf-8") as f, redirect_stdout(f), redirect_stderr(f):
+        run_recipe(parsed, Console(file=f, width=100), until_sft)
+    return time.perf_counter() - began

@@ -149,8 +149,9 @@ def _mark_done(folder: Path) -> None:
     (folder / "done").write_text("")
 
 
-def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
-    """Run (or continue) a recipe; returns the evaluations by name."""
+def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dict[str, Any]:
+    """Run (or continue) a recipe, or only its SFT and eval-sft (`until_sft`); returns the
+    evaluations by name."""
     run = Path(recipe.run.dir)
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "recipe.json", {"methods": recipe.methods(), **recipe.model_dump()})
@@ -181,6 +182,8 @@ def run_recipe(recipe: Recipe, console: Console) -> dict[str, Any]:
               ground_truth, resume=True)
         _mark_done(sft_dir)
     evaluate_at("eval-sft", sft_dir)
+    if until_sft:
+        return evals
     checkpoint = sft_dir
     h = recipe.hsl
     for i in range(1, h.iterations + 1):
