@@ -52,7 +52,7 @@ class Point:
 @dataclass
 class RunData:
     points: list[Point] = field(default_factory=list)
-    # (method, iteration) -> successes by split, over runs and seeds
+    # ("method, N demos", iteration) -> successes by split, over runs and seeds
     curve: dict[tuple[str, int], dict[str, list[float]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     gt_types: Counter[str] = field(default_factory=Counter)
@@ -90,7 +90,7 @@ def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
                 data.points.append(Point(method, demos, seed, run.name, summary))
         final = methods.get("eval-final")
         if final:
-            _add_curve(data, run, final, recipe["hsl"]["iterations"])
+            _add_curve(data, run, f"{final}, {demos} demos", recipe["hsl"]["iterations"])
         if (run / "expert.jsonl").exists():
             data.gt_types.update(_goal_type(t.instruction)
                                  for t in read_records(run / "expert.jsonl", Trajectory))
@@ -171,7 +171,7 @@ def markdown(data: RunData) -> str:
                          f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
     if data.curve:
         lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
-                  "| method | iteration | seen | unseen |", "|---|---:|---:|---:|"]
+                  "| method, demos | iteration | seen | unseen |", "|---|---:|---:|---:|"]
         for (m, i), by_split in sorted(data.curve.items()):
             lines.append(f"| {m} | {i} | {_fmt(by_split['seen'])} | {_fmt(by_split['unseen'])} |")
     return "\n".join(lines) + "\n"

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from hsl_tools.agent import ExpertPolicy, RandomPolicy
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
-from hsl_tools.grid import load_grid
+from hsl_tools.grid import load_grid, run_grid
 from hsl_tools.iterate import Recipe
 from hsl_tools.records import write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
@@ -91,6 +92,7 @@ def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
     (tmp_path / "base.toml").write_text('[run]\ndir = "x"\n[sft]\ndemos = 400\n')
     (tmp_path / "grid.toml").write_text(
         'base = "base.toml"\ndir = "runs/g"\nseeds = [1, 2]\n'
+        '[common]\nhsl = { iterations = 3, lam = 0.5 }\n'
         '[cells.p25]\nsft = { demos = 100 }\n'
         '[cells.p25-nomask]\nsft = { demos = 100 }\nhsl = { mask = false, iterations = 2 }\n')
     _, recipes = load_grid(tmp_path / "grid.toml")
@@ -98,8 +100,35 @@ def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
     r = recipes["p25-nomask-s2"]
     assert (r.run.dir, r.run.seed, r.sft.demos, r.hsl.mask) == ("runs/g/p25-nomask-s2", 2, 100,
                                                                 False)
+    # [common] applies to every cell; a cell's own value wins
+    assert (r.hsl.lam, r.hsl.iterations, recipes["p25-s1"].hsl.iterations) == (0.5, 2, 3)
     assert r.methods()["eval-final"] == "SFT+HSL NoMask"
     (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n'
                                         '[cells.bad]\nhsl = { lamda = 0.5 }\n')
     with pytest.raises(ValueError, match=r"cells.bad: hsl.lamda"):
         load_grid(tmp_path / "grid.toml")
+
+
+def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
+    """A real (tiny) grid in two worker processes: cells that start alike get the same SFT
+    checkpoint, a cell with other demos trains its own, and every run reaches its end."""
+    (tmp_path / "base.toml").write_text(
+        '[run]\ndir = "x"\nmax_steps = 6\n[model]\nbatch_size = 8\n'
+        '[sft]\ndemos = 8\nsteps = 2\nbatch_size = 4\n'
+        '[hsl]\niterations = 1\ncollect = 4\nsteps = 1\nbatch_size = 4\n'
+        '[eval]\nn = 2\nbatch_size = 4\n')
+    (tmp_path / "grid.toml").write_text(
+        f'base = "base.toml"\ndir = "{tmp_path / "runs"}"\nseeds = [1]\n'
+        '[cells.a]\n[cells.b]\nhsl = { mask = false }\n'
+        '[cells.c]\nsft = { demos = 4 }\nhsl = { iterations = 0 }\n')
+    dirs = run_grid(tmp_path / "grid.toml", Console(quiet=True), jobs=2)
+    a, b, c = (tmp_path / "runs" / f"{x}-s1" for x in "abc")
+    assert dirs == [a, b, c]
+    weights = {r: (r / "sft" / "model.safetensors").read_bytes() for r in (a, b, c)}
+    assert weights[a] == weights[b] != weights[c]
+    assert (a / "eval-final" / "summary.json").exists()
+    assert (b / "eval-final" / "summary.json").exists()
+    assert not (c / "eval-final").exists()  # no HSL iterations: SFT is its last stage
+    # b was handed a's model and SFT: it built and trained nothing itself
+    assert "built tiny model" in (a / "grid.log").read_text()
+    assert "built tiny model" not in (b / "grid.log").read_text()
