@@ -55,6 +55,9 @@ class RunData:
     # ("method, N demos", iteration) -> successes by split, over runs and seeds
     curve: dict[tuple[str, int], dict[str, list[float]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    # ("method, N demos") -> final minus the same run's SFT, by split (paired: one SFT each)
+    gains: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     gt_types: Counter[str] = field(default_factory=Counter)
     relabeled_types: Counter[str] = field(default_factory=Counter)
     relabel_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -115,17 +118,22 @@ def _add_curve(data: RunData, run: Path, method: str, iterations: int) -> None:
         for split in SPLITS if summary else ():
             if split in summary:
                 data.curve[(method, i)][split].append(summary[split]["all"]["success"])
+    sft, final = _summary(run / "eval-sft"), _summary(run / "eval-final")
+    for split in SPLITS if sft and final else ():
+        if split in sft and split in final:
+            data.gains[method][split].append(final[split]["all"]["success"] -
+                                             sft[split]["all"]["success"])
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], sign: bool = False) -> str:
     if not values:
         return "–"
     m, s = mean_std(values)
-    return f"{100 * m:.1f} ± {100 * s:.1f} (n={len(values)})"
+    return f"{100 * m:{'+' if sign else ''}.1f} ± {100 * s:.1f} (n={len(values)})"
 
 
 def grouped(points: list[Point]) -> dict[tuple[str, int], list[Point]]:
@@ -169,6 +177,12 @@ def markdown(data: RunData) -> str:
             r = rates(c)
             lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
                          f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
+    if data.gains:
+        lines += ["", "## Change from each run's own SFT, in points (paired)", "",
+                  "| method, demos | seen | unseen |", "|---|---:|---:|"]
+        for m, by_split in sorted(data.gains.items()):
+            lines.append(f"| {m} | {_fmt(by_split['seen'], sign=True)} | "
+                         f"{_fmt(by_split['unseen'], sign=True)} |")
     if data.curve:
         lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
                   "| method, demos | iteration | seen | unseen |", "|---|---:|---:|---:|"]

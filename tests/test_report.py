@@ -74,6 +74,11 @@ def test_report_numbers_are_the_runs_means(runs: list[Path]) -> None:
     mean, std = statistics.fmean(sft4), statistics.stdev(sft4)
     assert std > 0
     assert f"{100 * mean:.1f} ± {100 * std:.1f} (n=2)" in row
+    # the paired change: each run's final minus its own SFT
+    final4 = [json.loads((r / "eval-final" / "summary.json").read_text())["summary"]["unseen"]
+              ["all"]["success"] for r in runs if r.name.startswith("d4-mTrue")]
+    assert data.gains["SFT+HSL, 4 demos"]["unseen"] == pytest.approx(
+        [f - s for f, s in zip(final4, sft4, strict=True)])
 
 
 def test_report_checks_relabels_against_the_oracle(runs: list[Path]) -> None:
