@@ -357,7 +357,8 @@ def grid(
         help="Write `hsl report` of the grid's runs to this folder at the end.")] = None,
     jobs: Annotated[int, typer.Option(
         help="Runs at a time, each in its own process sharing the CPU cores (and GPU); "
-             "1 runs them here, one after another.")] = 1,
+             "1 runs them here, one after another. On one H100 9 ran well and 24 thrashed.")
+    ] = 1,
 ) -> None:
     """Run a grid of recipes (cells x seeds), each an ordinary resumable run; cells that
     start alike share one SFT. A killed grid continues where it stopped.
