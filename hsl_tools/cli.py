@@ -365,9 +365,13 @@ def grid(
 
     Example: hsl grid recipes/grid-household.toml --jobs 8 --report docs/results
     """
-    from hsl_tools.grid import run_grid
+    from hsl_tools.grid import GridFailed, run_grid
 
-    runs = run_grid(path, console, only, jobs)
+    try:
+        runs = run_grid(path, console, only, jobs)
+    except GridFailed as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
     if report is not None:
         _report(runs, report)
 

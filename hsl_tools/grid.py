@@ -37,6 +37,10 @@ from hsl_tools.iterate import Recipe, run_recipe
 SHARED_START = ("model0", "expert.jsonl", "sft", "eval-sft")
 
 
+class GridFailed(Exception):
+    """Some runs of a parallel grid raised; the others finished."""
+
+
 class Grid(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base: str
@@ -90,17 +94,26 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
     groups: dict[str, list[str]] = {}
     for name, recipe in chosen.items():
         groups.setdefault(start_key(recipe), []).append(name)
-    _run_all({names[0]: chosen[names[0]] for names in groups.values()}, True, jobs, console)
+    failed = _run_all({names[0]: chosen[names[0]] for names in groups.values()}, True, jobs,
+                      console)
+    ready = {}
     for first, *rest in groups.values():
-        for name in rest:
+        if first in failed:  # its SFT stage failed: the runs that share it wait for a re-run
+            failed += rest
+            continue
+        for name in [first, *rest]:
             _copy_start(Path(chosen[first].run.dir), Path(chosen[name].run.dir))
-    _run_all(chosen, False, jobs, console)
+            ready[name] = chosen[name]
+    failed += _run_all(ready, False, jobs, console)
+    if failed:
+        raise GridFailed(f"{len(failed)} run(s) failed: {', '.join(failed)}; run the grid "
+                         "again to resume them")
     return [Path(r.run.dir) for r in chosen.values()]
 
 
 def _copy_start(donor: Path, run: Path) -> None:
     """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run."""
-    if (run / "sft" / "done").exists():
+    if run == donor or (run / "sft" / "done").exists():
         return
     run.mkdir(parents=True, exist_ok=True)
     for item in SHARED_START:
@@ -111,9 +124,10 @@ def _copy_start(donor: Path, run: Path) -> None:
             shutil.copy2(source, target)
 
 
-def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Console) -> None:
+def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Console
+             ) -> list[str]:
     """Run recipes in this process (jobs = 1, output to the console) or in `jobs` worker
-    processes, each writing to its run's grid.log."""
+    processes, each writing to its run's grid.log; returns the names of those that failed."""
     stage = "SFT" if until_sft else "run"
     if jobs <= 1:
         for n, (name, recipe) in enumerate(recipes.items(), 1):
@@ -121,16 +135,23 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
             began = time.perf_counter()
             run_recipe(recipe, console, until_sft)
             console.print(f"{name}: {time.perf_counter() - began:.0f} s")
-        return
+        return []
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a forked child of a process that touched CUDA or OpenMP can hang
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_in_worker, r.model_dump(), until_sft, threads): name
                    for name, r in recipes.items()}
+        failed = []
         for n, future in enumerate(as_completed(futures), 1):
             name = futures[future]
-            console.print(f"{name} {stage}: {future.result():.0f} s ({n}/{len(recipes)}, "
-                          f"log in {Path(recipes[name].run.dir) / 'grid.log'})")
+            log = Path(recipes[name].run.dir) / "grid.log"
+            try:
+                console.print(f"{name} {stage}: {future.result():.0f} s ({n}/{len(recipes)}, "
+                              f"log in {log})")
+            except Exception as e:  # the others go on; a re-run resumes the failed ones
+                failed.append(name)
+                console.print(f"[red]{name} {stage} failed[/]: {e} (log in {log})")
+    return failed
 
 
 def _run_in_worker(recipe: dict[str, Any], until_sft: bool, threads: int) -> float:

@@ -12,7 +12,7 @@ from rich.console import Console
 from hsl_tools.agent import ExpertPolicy, RandomPolicy
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
-from hsl_tools.grid import load_grid, run_grid
+from hsl_tools.grid import GridFailed, load_grid, run_grid
 from hsl_tools.iterate import Recipe
 from hsl_tools.records import write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
@@ -116,7 +116,8 @@ def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
 
 def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
     """A real (tiny) grid in two worker processes: cells that start alike get the same SFT
-    checkpoint, a cell with other demos trains its own, and every run reaches its end."""
+    checkpoint, a cell with other demos trains its own, every run reaches its end, and one
+    that fails is named at the end without stopping the others."""
     (tmp_path / "base.toml").write_text(
         '[run]\ndir = "x"\nmax_steps = 6\n[model]\nbatch_size = 8\n'
         '[sft]\ndemos = 8\nsteps = 2\nbatch_size = 4\n'
@@ -125,10 +126,11 @@ def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
     (tmp_path / "grid.toml").write_text(
         f'base = "base.toml"\ndir = "{tmp_path / "runs"}"\nseeds = [1]\n'
         '[cells.a]\n[cells.b]\nhsl = { mask = false }\n'
-        '[cells.c]\nsft = { demos = 4 }\nhsl = { iterations = 0 }\n')
-    dirs = run_grid(tmp_path / "grid.toml", Console(quiet=True), jobs=2)
+        '[cells.c]\nsft = { demos = 4 }\nhsl = { iterations = 0 }\n'
+        '[cells.d]\nrun = { env = "nowhere" }\n')
+    with pytest.raises(GridFailed, match=r"1 run\(s\) failed: d-s1;"):
+        run_grid(tmp_path / "grid.toml", Console(quiet=True), jobs=2)
     a, b, c = (tmp_path / "runs" / f"{x}-s1" for x in "abc")
-    assert dirs == [a, b, c]
     weights = {r: (r / "sft" / "model.safetensors").read_bytes() for r in (a, b, c)}
     assert weights[a] == weights[b] != weights[c]
     assert (a / "eval-final" / "summary.json").exists()
