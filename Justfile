@@ -27,7 +27,8 @@ demo:
 iterate recipe *overrides:
     hsl iterate {{recipe}} {{overrides}}
 
-# The paper's comparisons in miniature (cells x seeds, resumable), then tables and plots.
+# The paper's comparisons in miniature (cells x seeds, resumable), then tables and plots:
+# just grid --jobs 9 (one H100: 15-20 min, extrapolated). On 2 CPU cores: about 8 hours.
 grid *args:
     hsl grid recipes/grid-household.toml --report docs/results {{args}}
 
