@@ -363,7 +363,7 @@ def grid(
     """Run a grid of recipes (cells x seeds), each an ordinary resumable run; cells that
     start alike share one SFT. A killed grid continues where it stopped.
 
-    Example: hsl grid recipes/grid-household.toml --jobs 8 --report docs/results
+    Example: hsl grid recipes/grid-household.toml --jobs 9 --report docs/results
     """
     from hsl_tools.grid import GridFailed, run_grid
 

@@ -33,8 +33,9 @@ from rich.console import Console
 
 from hsl_tools.iterate import Recipe, run_recipe
 
-# what a run holds once its SFT stage is done, and can be handed to a run that starts alike
-SHARED_START = ("model0", "expert.jsonl", "sft", "eval-sft")
+# what a run holds once its SFT stage is done, and can be handed to a run that starts alike;
+# "sft" last: its `done` marker tells a resumed run the whole stage is there
+SHARED_START = ("model0", "expert.jsonl", "eval-sft", "sft")
 
 
 class GridFailed(Exception):
@@ -112,16 +113,26 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
 
 
 def _copy_start(donor: Path, run: Path) -> None:
-    """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run."""
+    """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run.
+    Each item is copied beside its place and renamed in, so a killed copy leaves no half."""
     if run == donor or (run / "sft" / "done").exists():
         return
     run.mkdir(parents=True, exist_ok=True)
     for item in SHARED_START:
         source, target = donor / item, run / item
+        if not source.exists():
+            continue
+        partial = run / f"{item}.partial"
+        for stale in (partial, target):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        elif source.exists():
-            shutil.copy2(source, target)
+            shutil.copytree(source, partial)
+        else:
+            shutil.copy2(source, partial)
+        partial.rename(target)
 
 
 def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Console
@@ -129,19 +140,24 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
     """Run recipes in this process (jobs = 1, output to the console) or in `jobs` worker
     processes, each writing to its run's grid.log; returns the names of those that failed."""
     stage = "SFT" if until_sft else "run"
+    failed = []
     if jobs <= 1:
         for n, (name, recipe) in enumerate(recipes.items(), 1):
             console.rule(f"[bold]{name}[/] {stage} ({n}/{len(recipes)})")
             began = time.perf_counter()
-            run_recipe(recipe, console, until_sft)
+            try:
+                run_recipe(recipe, console, until_sft)
+            except Exception:  # the others go on; a re-run resumes the failed ones
+                failed.append(name)
+                console.print_exception()
+                continue
             console.print(f"{name}: {time.perf_counter() - began:.0f} s")
-        return []
+        return failed
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a forked child of a process that touched CUDA or OpenMP can hang
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_in_worker, r.model_dump(), until_sft, threads): name
                    for name, r in recipes.items()}
-        failed = []
         for n, future in enumerate(as_completed(futures), 1):
             name = futures[future]
             log = Path(recipes[name].run.dir) / "grid.log"
@@ -164,5 +180,10 @@ def _run_in_worker(recipe: dict[str, Any], until_sft: bool, threads: int) -> flo
     log.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     with log.open("a", encoding="utf-8") as f, redirect_stdout(f), redirect_stderr(f):
-        run_recipe(parsed, Console(file=f, width=100), until_sft)
+        console = Console(file=f, width=100)
+        try:
+            run_recipe(parsed, console, until_sft)
+        except Exception:  # the traceback goes to the run's log; the parent names the run
+            console.print_exception()
+            raise
     return time.perf_counter() - began

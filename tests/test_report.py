@@ -12,7 +12,7 @@ from rich.console import Console
 from hsl_tools.agent import ExpertPolicy, RandomPolicy
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
-from hsl_tools.grid import GridFailed, load_grid, run_grid
+from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid
 from hsl_tools.iterate import Recipe
 from hsl_tools.records import write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
@@ -125,11 +125,17 @@ def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
         '[eval]\nn = 2\nbatch_size = 4\n')
     (tmp_path / "grid.toml").write_text(
         f'base = "base.toml"\ndir = "{tmp_path / "runs"}"\nseeds = [1]\n'
+        '[cells.d]\nrun = { env = "nowhere" }\n'
         '[cells.a]\n[cells.b]\nhsl = { mask = false }\n'
-        '[cells.c]\nsft = { demos = 4 }\nhsl = { iterations = 0 }\n'
-        '[cells.d]\nrun = { env = "nowhere" }\n')
+        '[cells.c]\nsft = { demos = 4 }\nhsl = { iterations = 0 }\n')
     with pytest.raises(GridFailed, match=r"1 run\(s\) failed: d-s1;"):
         run_grid(tmp_path / "grid.toml", Console(quiet=True), jobs=2)
+    assert "nowhere" in (tmp_path / "runs" / "d-s1" / "grid.log").read_text()  # the traceback
+    # in this process too, the failing run is named and the runs after it go on (c resumes)
+    console = Console(record=True, width=100)
+    with pytest.raises(GridFailed, match=r"1 run\(s\) failed: d-s1;"):
+        run_grid(tmp_path / "grid.toml", console, only=["d", "c"], jobs=1)
+    assert "c-s1 SFT (2/2)" in console.export_text()
     a, b, c = (tmp_path / "runs" / f"{x}-s1" for x in "abc")
     weights = {r: (r / "sft" / "model.safetensors").read_bytes() for r in (a, b, c)}
     assert weights[a] == weights[b] != weights[c]
@@ -139,3 +145,20 @@ def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
     # b was handed a's model and SFT: it built and trained nothing itself
     assert "built tiny model" in (a / "grid.log").read_text()
     assert "built tiny model" not in (b / "grid.log").read_text()
+
+
+def test_a_shared_sft_replaces_what_a_killed_copy_left(tmp_path: Path) -> None:
+    donor, run = tmp_path / "donor", tmp_path / "run"
+    for path in ("model0/config.json", "expert.jsonl", "eval-sft/summary.json", "sft/done",
+                 "sft/model.safetensors"):
+        (donor / path).parent.mkdir(parents=True, exist_ok=True)
+        (donor / path).write_text(path)
+    # what a copy killed halfway left: a half-copied folder and a half-moved one, no `done`
+    for path in ("sft.partial/model.safetensors", "sft/stale.bin"):
+        (run / path).parent.mkdir(parents=True, exist_ok=True)
+        (run / path).write_text("half")
+    _copy_start(donor, run)
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == [
+        "eval-sft/summary.json", "expert.jsonl", "model0/config.json", "sft/done",
+        "sft/model.safetensors"]
+    assert (run / "sft" / "model.safetensors").read_text() == "sft/model.safetensors"
