@@ -380,22 +380,23 @@ def grid(
 def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Run folders of hsl iterate / hsl grid.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and PNGs.")],
-    relabel_accuracy: Annotated[bool, typer.Option(
-        help="Check every iteration's relabels against the oracle (replays trajectories).")
-    ] = True,
+    oracle: Annotated[bool, typer.Option(
+        help="Replay trajectories for the oracle's view: every iteration's relabel accuracy, "
+             "and what failed evaluation episodes achieved instead.")] = True,
 ) -> None:
     """Tables and plots from finished runs: success vs ground-truth demos per method,
-    ablations, goal types, relabel accuracy, success over iterations (mean ± std over seeds).
+    ablations, goal types, relabel accuracy, what failed episodes achieved, success over
+    iterations (mean ± std over seeds).
 
     Example: hsl report runs/grid/* --out docs/results
     """
-    _report(runs, out, relabel_accuracy)
+    _report(runs, out, oracle)
 
 
-def _report(runs: list[Path], out: Path, relabel_accuracy: bool = True) -> None:
+def _report(runs: list[Path], out: Path, oracle: bool = True) -> None:
     from hsl_tools.report import write_report
 
-    files = write_report(runs, out, relabel_accuracy)
+    files = write_report(runs, out, oracle)
     console.print(f"wrote {', '.join(f.name for f in files)} to {out}")
 
 

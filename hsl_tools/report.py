@@ -8,7 +8,8 @@ evaluations by (method, number of ground-truth demos) and gives mean ± std over
     goal_types.png       goal types of ground-truth vs relabeled demos; success per type (Figure 5)
     relabel_accuracy.png relabel precision / recall per goal type against the oracle (Figure 6)
     iterations.png       success over HSL iterations
-    report.md            the same numbers as Markdown tables
+    report.md            the same numbers as Markdown tables, and what failed evaluation
+                         episodes achieved instead (the oracle's goals: the raw material of HSL)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hsl_tools.envs.base import make_env
 from hsl_tools.goals import Goal
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
 from hsl_tools.relabel.check import check, rates
@@ -61,6 +63,8 @@ class RunData:
     gt_types: Counter[str] = field(default_factory=Counter)
     relabeled_types: Counter[str] = field(default_factory=Counter)
     relabel_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # ("method, N demos") -> evaluation episodes by outcome (see `outcome`), seen and unseen
+    outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
 def _summary(folder: Path) -> dict | None:
@@ -73,10 +77,26 @@ def _goal_type(instruction: str) -> str:
     return str(goal.type) if goal else "other"
 
 
-def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
+def outcome(trajectory: Trajectory, achieved: dict[Goal, int]) -> str:
+    """What an evaluation episode came to: won; failed but achieved a goal with the task's own
+    object (wrong receptacle or treatment: the instruction half followed); failed achieving
+    another goal; or failed achieving nothing."""
+    if trajectory.success:
+        return "won"
+    if not achieved:
+        return "nothing"
+    task = Goal.parse(trajectory.instruction)
+    return "same object" if task and any(g.obj == task.obj for g in achieved) else "other goal"
+
+
+OUTCOMES = ("won", "same object", "other goal", "nothing")
+
+
+def load_runs(runs: list[Path], oracle: bool = True) -> RunData:
     """Everything the report shows, from run folders (unfinished evaluations are skipped).
     A method at one budget and seed counts once: runs that share an SFT stage all carry its
-    evaluation. Runs that differ in settings the method name does not show need `run.label`."""
+    evaluation. Runs that differ in settings the method name does not show need `run.label`.
+    `oracle` replays trajectories for relabel accuracy and evaluation outcomes."""
     data = RunData()
     seen: set[tuple[str, int, int]] = set()
     for run in runs:
@@ -91,6 +111,9 @@ def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
                     (method, demos, seed) not in seen:
                 seen.add((method, demos, seed))
                 data.points.append(Point(method, demos, seed, run.name, summary))
+                if oracle and (run / folder / "eval.jsonl").exists():
+                    _add_outcomes(data.outcomes[f"{method}, {demos} demos"],
+                                  run / folder / "eval.jsonl")
         final = methods.get("eval-final")
         if final:
             _add_curve(data, run, f"{final}, {demos} demos", recipe["hsl"]["iterations"])
@@ -101,12 +124,19 @@ def load_runs(runs: list[Path], relabel_accuracy: bool = True) -> RunData:
             if (it / "demos.jsonl").exists():
                 data.relabeled_types.update(_goal_type(d.instruction)
                                             for d in read_records(it / "demos.jsonl", Demo))
-            if relabel_accuracy and (it / "goals.jsonl").exists():
+            if oracle and (it / "goals.jsonl").exists():
                 report = check(read_records(it / "agent.jsonl", Trajectory),
                                read_records(it / "goals.jsonl", GoalRecord))
                 for kind, c in report["per_type"].items():
                     data.relabel_counts[kind].update({k: c[k] for k in ("tp", "fp", "fn")})
     return data
+
+
+def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
+    envs: dict = {}
+    for t in read_records(episodes, Trajectory):
+        env = envs.setdefault(t.env, make_env(t.env))
+        counts[outcome(t, env.oracle(t))] += 1
 
 
 def _add_curve(data: RunData, run: Path, method: str, iterations: int) -> None:
@@ -177,6 +207,16 @@ def markdown(data: RunData) -> str:
             r = rates(c)
             lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
                          f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
+    if data.outcomes:
+        lines += ["", "## What evaluation episodes achieved (oracle; seen and unseen pooled)", "",
+                  "Failed episodes that achieved a goal are what HSL relabels: the agent did "
+                  "something, not what it was asked.", "",
+                  "| method, demos | episodes | won | failed: task's object, other goal | "
+                  "failed: other goal | failed: nothing |", "|---|---:|---:|---:|---:|---:|"]
+        for m, c in sorted(data.outcomes.items()):
+            n = sum(c.values())
+            lines.append(f"| {m} | {n} | " + " | ".join(f"{100 * c[k] / n:.1f} %"
+                                                        for k in OUTCOMES) + " |")
     if data.gains:
         lines += ["", "## Change from each run's own SFT, in points (paired)", "",
                   "| method, demos | seen | unseen |", "|---|---:|---:|"]
@@ -281,11 +321,11 @@ def plots(data: RunData, out: Path) -> list[Path]:
     return written
 
 
-def write_report(runs: list[Path], out: Path, relabel_accuracy: bool = True) -> list[Path]:
+def write_report(runs: list[Path], out: Path, oracle: bool = True) -> list[Path]:
     """report.md and the PNG figures for these runs in `out`; returns the files written."""
     if not runs:
         raise ValueError("no run folders given")
-    data = load_runs(runs, relabel_accuracy)
+    data = load_runs(runs, oracle)
     if not data.points:
         raise ValueError("none of the runs has a finished evaluation yet")
     out.mkdir(parents=True, exist_ok=True)

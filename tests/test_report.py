@@ -12,12 +12,13 @@ from rich.console import Console
 from hsl_tools.agent import ExpertPolicy, RandomPolicy
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
+from hsl_tools.goals import Goal, GoalType
 from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid
 from hsl_tools.iterate import Recipe
-from hsl_tools.records import write_json
+from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
-from hsl_tools.report import load_runs, markdown, write_report
+from hsl_tools.report import load_runs, markdown, outcome, write_report
 
 
 def fake_run(root: Path, household, demos: int, seed: int, mask_: bool = True) -> Path:
@@ -66,7 +67,7 @@ def test_report_numbers_are_the_runs_means(runs: list[Path]) -> None:
     import json
     import statistics
 
-    data = load_runs(runs, relabel_accuracy=False)
+    data = load_runs(runs, oracle=False)
     sft4 = [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["unseen"]
             ["all"]["success"] for r in runs if r.name.startswith("d4-mTrue")]
     # the NoMask runs carry the same SFT (same budget and seed): counted once
@@ -86,6 +87,23 @@ def test_report_checks_relabels_against_the_oracle(runs: list[Path]) -> None:
     total = sum(c["tp"] + c["fn"] for c in data.relabel_counts.values())
     assert total > 0 and sum(c["fp"] for c in data.relabel_counts.values()) <= total // 20
     assert sum(data.relabeled_types.values()) > 0 and sum(data.gt_types.values()) == 4 * 4 + 8 * 2
+
+
+def test_report_sorts_evaluation_episodes_by_what_they_achieved(runs: list[Path]) -> None:
+    data = load_runs(runs)
+    # seed 1's SFT is the expert, seed 2's a random policy; every final is the expert
+    sft = data.outcomes["SFT, 4 demos"]
+    assert sum(sft.values()) == 2 * 2 * 6 and sft["won"] >= 12 and sft["won"] < 24
+    assert data.outcomes["SFT+HSL, 4 demos"] == {"won": 24}
+    assert "| SFT, 4 demos | 24 |" in markdown(data)
+    failed = next(t for r in runs for t in read_records(r / "eval-sft" / "eval.jsonl", Trajectory)
+                  if not t.success and Goal.parse(t.instruction))
+    task = Goal.parse(failed.instruction)
+    other = "apple" if task.obj != "apple" else "mug"
+    assert outcome(failed, {}) == "nothing"
+    assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, task.obj, "nowhere"): 3}) == \
+        "same object"
+    assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == "other goal"
 
 
 def test_report_refuses_folders_that_are_not_runs(tmp_path: Path) -> None:
