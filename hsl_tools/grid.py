@@ -140,7 +140,9 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
     """Run recipes in this process (jobs = 1, output to the console) or in `jobs` worker
     processes, each writing to its run's grid.log; returns the names of those that failed."""
     stage = "SFT" if until_sft else "run"
-    failed = []
+    failed: list[str] = []
+    if not recipes:
+        return failed
     if jobs <= 1:
         for n, (name, recipe) in enumerate(recipes.items(), 1):
             console.rule(f"[bold]{name}[/] {stage} ({n}/{len(recipes)})")
@@ -154,6 +156,8 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
             console.print(f"{name}: {time.perf_counter() - began:.0f} s")
         return failed
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    console.print(f"{stage} stage: {len(recipes)} run(s), {min(jobs, len(recipes))} at a time "
+                  f"({threads} torch thread(s) each); follow one in RUN/grid.log")
     # spawn: a forked child of a process that touched CUDA or OpenMP can hang
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_in_worker, r.model_dump(), until_sft, threads): name
