@@ -135,6 +135,13 @@ def _copy_start(donor: Path, run: Path) -> None:
         partial.rename(target)
 
 
+def share_cores(jobs: int, runs: int, cores: int) -> tuple[int, int]:
+    """(runs at a time, torch threads each): fewer runs than jobs (a stage of few shared
+    SFTs) share out all the cores rather than leave some idle."""
+    at_once = max(1, min(jobs, runs))
+    return at_once, max(1, cores // at_once)
+
+
 def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Console
              ) -> list[str]:
     """Run recipes in this process (jobs = 1, output to the console) or in `jobs` worker
@@ -155,11 +162,11 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
                 continue
             console.print(f"{name}: {time.perf_counter() - began:.0f} s")
         return failed
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    console.print(f"{stage} stage: {len(recipes)} run(s), {min(jobs, len(recipes))} at a time "
+    at_once, threads = share_cores(jobs, len(recipes), os.cpu_count() or 1)
+    console.print(f"{stage} stage: {len(recipes)} run(s), {at_once} at a time "
                   f"({threads} torch thread(s) each); follow one in RUN/grid.log")
     # spawn: a forked child of a process that touched CUDA or OpenMP can hang
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_in_worker, r.model_dump(), until_sft, threads): name
                    for name, r in recipes.items()}
         for n, future in enumerate(as_completed(futures), 1):

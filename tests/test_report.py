@@ -13,7 +13,7 @@ from hsl_tools.agent import ExpertPolicy, RandomPolicy
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
 from hsl_tools.goals import Goal, GoalType
-from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid
+from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid, share_cores
 from hsl_tools.iterate import Recipe
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
@@ -163,6 +163,12 @@ def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
     # b was handed a's model and SFT: it built and trained nothing itself
     assert "built tiny model" in (a / "grid.log").read_text()
     assert "built tiny model" not in (b / "grid.log").read_text()
+
+
+def test_grid_jobs_share_out_the_cores() -> None:
+    assert share_cores(jobs=9, runs=27, cores=16) == (9, 1)
+    assert share_cores(jobs=2, runs=1, cores=2) == (1, 2)  # one SFT: it gets both cores
+    assert share_cores(jobs=4, runs=2, cores=16) == (2, 8)
 
 
 def test_a_shared_sft_replaces_what_a_killed_copy_left(tmp_path: Path) -> None:
