@@ -33,7 +33,7 @@ grid *args:
     hsl grid recipes/grid-household.toml --report docs/results {{args}}
 
 # HSL as long as SFT (60 iterations) at 25 % of the demos against its same-steps control,
-# three seeds: just grid-long --jobs 2 (on 2 CPU cores about 1 h 30 min a seed).
+# three seeds: just grid-long --jobs 2 (on 2 CPU cores about 2 hours a seed).
 grid-long *args:
     hsl grid recipes/grid-household-long.toml --report docs/results-long {{args}}
 
