@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
-from hsl_tools.llm.base import GenerationParams, ModelError, make_chat_model
+from hsl_tools.llm.base import GenerationParams, ModelError, conversation_seed, make_chat_model
 from hsl_tools.llm.openai_backend import OpenAIChatModel
 
 ASK = [[{"role": "user", "content": q}] for q in
@@ -47,6 +47,31 @@ def test_greedy_and_seeded_sampling_repeat(chat_model) -> None:
     assert chat_model.generate(ASK, SHORT) == chat_model.generate(ASK, SHORT)
     sampled = GenerationParams(max_new_tokens=12, temperature=1.0, seed=7)
     assert chat_model.generate(ASK[:1], sampled) == chat_model.generate(ASK[:1], sampled)
+
+
+def test_each_conversation_draws_its_own_noise(tiny_model) -> None:
+    """An untrained model's next-token distribution is near uniform whatever the context; if
+    every call replayed one seed's draws (an episode's every step), it would give one reply to
+    every conversation: a frozen bias, not sampling."""
+    model = make_chat_model(f"hf:{tiny_model}")
+    hot = GenerationParams(max_new_tokens=1, temperature=1.0, seed=7)
+    asks = [[{"role": "user", "content": f"go to shelf {i}"}] for i in range(4)]
+    assert len({model.generate([c], hot)[0] for c in asks}) == len(asks)
+
+
+def test_conversation_seeds_mix_the_seed_and_the_text() -> None:
+    """What vLLM and OpenAI-compatible servers get per request, in place of one shared seed."""
+    a, b = ASK[0], ASK[1]
+    assert conversation_seed(7, a) == conversation_seed(7, [dict(m) for m in a])
+    assert len({conversation_seed(7, a), conversation_seed(7, b), conversation_seed(8, a)}) == 3
+    assert all(0 <= conversation_seed(s, a) < 2**32 for s in range(20))
+
+
+def test_hf_sampled_reply_does_not_depend_on_its_batch(smollm2) -> None:
+    """A killed rollout resumes with fewer episodes per batch; each must sample as before."""
+    model = make_chat_model(f"hf:{smollm2}")
+    sampled = GenerationParams(max_new_tokens=8, temperature=1.0, seed=7)
+    assert model.generate(ASK, sampled) == [model.generate([c], sampled)[0] for c in ASK]
 
 
 def test_max_new_tokens_and_stop_strings(chat_model, smollm2) -> None:

@@ -6,7 +6,9 @@ OpenAI-compatible server). Every backend takes a whole batch of conversations at
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -60,6 +62,14 @@ def make_chat_model(spec: str, **options: Any) -> ChatModel:
                          "openai:URL#MODEL)")
     module, cls = BACKENDS[backend].split(":")
     return getattr(importlib.import_module(module), cls)(target, **options)
+
+
+def conversation_seed(seed: int, conversation: Conversation) -> int:
+    """The sampling seed of one conversation: `seed` mixed with its text. One seed for every
+    call would replay the same random draws at every step of an episode (a frozen bias, not
+    sampling), and a reply would depend on its place in the batch."""
+    text = json.dumps([seed, conversation], sort_keys=True).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
 
 
 def strip_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -18,7 +18,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicLayer
 from transformers.utils import logging as hf_logging
 
-from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, strip_at_stop
+from hsl_tools.llm.base import (
+    Conversation,
+    GenerationParams,
+    ModelError,
+    conversation_seed,
+    strip_at_stop,
+)
 
 hf_logging.disable_progress_bar()  # "Loading weights" bars would garble our own progress
 
@@ -77,27 +83,29 @@ class HFChatModel:
                 raise ValueError(f"{len(sessions)} sessions for {len(conversations)} "
                                  "conversations")
             self.cache.keep_only(sessions)
+        seeds = [conversation_seed(params.seed, c) for c in conversations]
         replies: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = slice(start, start + self.batch_size)
             replies += self._run(prompts[chunk], None if sessions is None else sessions[chunk],
-                                 params)
+                                 params, seeds[chunk])
         return replies
 
     def _run(self, prompts: list[list[int]], sessions: list[str] | None,
-             params: GenerationParams) -> list[str]:
-        """Prefill what is new of each prompt on top of its cached states, then decode."""
+             params: GenerationParams, seeds: list[int]) -> list[str]:
+        """Prefill what is new of each prompt on top of its cached states, then decode; each
+        row samples from its own generator, so its reply does not depend on the batch."""
         reuse = [0] * len(prompts) if sessions is None else [
             self.cache.reusable(s, p) for s, p in zip(sessions, prompts, strict=True)]
         self._max_new = params.max_new_tokens
         cache, mask, last = self._prefill(prompts, sessions, reuse)
         logits, position = last
-        generator = torch.Generator(self.device).manual_seed(params.seed)
+        generators = [torch.Generator(self.device).manual_seed(s) for s in seeds]
         eos = set(self.stop_ids)
         generated: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         for _ in range(params.max_new_tokens):
-            tokens = _pick(logits, params, generator)
+            tokens = _pick(logits, params, generators)
             for i, token in enumerate(tokens.tolist()):
                 if done[i]:
                     continue
@@ -171,9 +179,9 @@ class HFChatModel:
         return stacked
 
 
-def _pick(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator
+def _pick(logits: torch.Tensor, params: GenerationParams, generators: list[torch.Generator]
           ) -> torch.Tensor:
-    """Greedy at temperature 0, else nucleus sampling."""
+    """Greedy at temperature 0, else nucleus sampling, row i drawing from generators[i]."""
     if params.temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)
@@ -182,7 +190,8 @@ def _pick(logits: torch.Tensor, params: GenerationParams, generator: torch.Gener
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
         sorted_probs[outside] = 0.0
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return torch.cat([torch.multinomial(row, 1, generator=g)
+                      for row, g in zip(probs, generators, strict=True)])
 
 
 class _BufferLayer(DynamicLayer):

@@ -17,7 +17,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, strip_at_stop
+from hsl_tools.llm.base import (
+    Conversation,
+    GenerationParams,
+    ModelError,
+    conversation_seed,
+    strip_at_stop,
+)
 
 
 class OpenAIChatModel:
@@ -57,7 +63,8 @@ class OpenAIChatModel:
             reply = retrying(self.client.chat.completions.create, model=self.model,
                              messages=conversation, max_tokens=params.max_new_tokens,
                              temperature=params.temperature, top_p=params.top_p,
-                             seed=params.seed, stop=list(params.stop) or None, **extra)
+                             seed=conversation_seed(params.seed, conversation),
+                             stop=list(params.stop) or None, **extra)
         except self._status_error as e:  # the server answered, with an error: not transient
             raise ModelError(f"openai: {self.url} answered {e.status_code}: "
                              f"{str(e.message).splitlines()[0]}") from None

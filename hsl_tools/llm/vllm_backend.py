@@ -12,7 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, strip_at_stop
+from hsl_tools.llm.base import (
+    Conversation,
+    GenerationParams,
+    ModelError,
+    conversation_seed,
+    strip_at_stop,
+)
 
 _ENGINES: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 
@@ -65,10 +71,11 @@ class VLLMChatModel:
 
         structured = (StructuredOutputsParams(json=json.dumps(params.json_schema))
                       if params.json_schema else None)
-        sampling = SamplingParams(max_tokens=params.max_new_tokens,
-                                  temperature=params.temperature, top_p=params.top_p,
-                                  seed=params.seed, stop=list(params.stop) or None,
-                                  structured_outputs=structured)
+        sampling = [SamplingParams(max_tokens=params.max_new_tokens,
+                                   temperature=params.temperature, top_p=params.top_p,
+                                   seed=conversation_seed(params.seed, c),
+                                   stop=list(params.stop) or None, structured_outputs=structured)
+                    for c in conversations]
         lora = LoRARequest("adapter", 1, self.lora) if self.lora else None
         outputs = self.llm.chat(conversations, sampling, use_tqdm=False, lora_request=lora)
         return [strip_at_stop(o.outputs[0].text, params.stop) for o in outputs]
