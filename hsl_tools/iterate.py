@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
 from hsl_tools.agent import make_policy
-from hsl_tools.collect import CollectStats, collect
+from hsl_tools.collect import collect
 from hsl_tools.envs.base import make_env
 from hsl_tools.evaluate import evaluate
 from hsl_tools.llm.base import GenerationParams
@@ -260,13 +260,14 @@ def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint:
     h = recipe.hsl
     folder.mkdir(parents=True, exist_ok=True)
     if h.data == "none":  # the control: no rollouts, no buffer
-        stats, new, buffer = CollectStats(), [], []
+        played, new, buffer = [], [], []
     else:
         tasks = random.Random(f"{recipe.run.seed}/{i}").sample(env.task_ids("train"), h.collect)
         policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
             max_new_tokens=24, temperature=h.temperature, seed=recipe.run.seed + i))
-        stats = collect(folder / "agent.jsonl", env, [("train", tasks)], policy,
-                        recipe.model.batch_size)
+        collect(folder / "agent.jsonl", env, [("train", tasks)], policy, recipe.model.batch_size)
+        # all of them, not just this call's: a killed iteration resumes with some played
+        played = list(read_records(folder / "agent.jsonl", Trajectory))
         if h.data == "self_imitation":
             new = load_demos(folder / "agent.jsonl", "self_imitation")
         else:
@@ -283,7 +284,7 @@ def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint:
                          seed=recipe.run.seed + i)
     metrics = train(str(checkpoint), folder / "ckpt", config, ground_truth, buffer, resume=True,
                     optimizer_from=checkpoint)
-    return {"iteration": i, "trajectories": stats.total,
-            "success": stats.wins / stats.new if stats.new else 0.0,
+    return {"iteration": i, "trajectories": len(played),
+            "success": sum(t.success for t in played) / len(played) if played else 0.0,
             "new_demos": len(new), "buffer": len(buffer), "loss": metrics.get("loss", 0.0),
             "tokens_per_s": metrics.get("tokens_per_s", 0.0)}

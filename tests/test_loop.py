@@ -26,15 +26,20 @@ def changed(a: Path, b: Path) -> bool:
     return any(not wa[k].equal(wb[k]) for k in wa)
 
 
-@pytest.mark.slow
-def test_two_hsl_iterations(tmp_path: Path) -> None:
-    run = tmp_path / "run"
+def two_iterations(run: Path) -> list[str]:
+    """`hsl iterate` arguments for a tiny run: SFT, then two HSL iterations, in seconds."""
     settings = {"run.dir": f'"{run}"', "run.max_steps": 8, "sft.demos": 12, "sft.steps": 3,
                 "sft.batch_size": 4, "hsl.iterations": 2, "hsl.collect": 6, "hsl.steps": 2,
                 "hsl.batch_size": 4, "hsl.capacity": 5, "eval.n": 2, "eval.every": 1,
-                "eval.batch_size": 4, "hsl.temperature": 1.5}
-    args = ["iterate", str(RECIPE)] + [a for k, v in settings.items()
+                "eval.batch_size": 4, "hsl.temperature": 1.5, "model.batch_size": 4}
+    return ["iterate", str(RECIPE)] + [a for k, v in settings.items()
                                        for a in ("--set", f"{k}={v}")]
+
+
+@pytest.mark.slow
+def test_two_hsl_iterations(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = two_iterations(run)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     for i in (1, 2):
@@ -62,6 +67,41 @@ def test_two_hsl_iterations(tmp_path: Path) -> None:
     before = (run / "metrics.jsonl").read_text()
     assert CliRunner().invoke(app, args).exit_code == 0
     assert (run / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_rollout_ends_as_an_uninterrupted_one(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """Same recipe and seed on one machine give the same run, killed and resumed or not: the
+    resumed rollout plays the rest of its episodes in other batches and must sample them as
+    before (what "same seeds, same numbers" in docs/RESULTS.md rests on)."""
+    from hsl_tools import iterate
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert CliRunner().invoke(app, two_iterations(straight)).exit_code == 0
+    real = iterate.collect
+
+    def killed_after_two_episodes_of_iteration_2(out: Path, env, work, *args, **kwargs):
+        if out.parent.name == "iter-002" and not out.exists():
+            [(split, tasks)] = work
+            real(out, env, [(split, tasks[:2])], *args, **kwargs)
+            raise KeyboardInterrupt  # as if the process were killed here
+        return real(out, env, work, *args, **kwargs)
+
+    monkeypatch.setattr(iterate, "collect", killed_after_two_episodes_of_iteration_2)
+    assert CliRunner().invoke(app, two_iterations(killed)).exit_code == 130  # as for Ctrl-C
+    assert len((killed / "iter-002" / "agent.jsonl").read_text().splitlines()) == 2
+    result = CliRunner().invoke(app, two_iterations(killed))
+    assert result.exit_code == 0, result.output
+
+    def lines(run: Path, name: str) -> list[dict]:
+        found = [json.loads(x) for x in (run / name).read_text().splitlines()]  # policy: the path
+        return [{k: v for k, v in x.items() if k not in ("tokens_per_s", "policy")}
+                for x in found]
+
+    for name in ("iter-002/agent.jsonl", "buffer.jsonl", "metrics.jsonl"):
+        assert lines(killed, name) == lines(straight, name), name
+    assert not changed(killed / "iter-002" / "ckpt", straight / "iter-002" / "ckpt")
 
 
 def test_train_resumes_from_its_checkpoint(tmp_path: Path, tiny_model: Path) -> None:
@@ -139,6 +179,38 @@ def test_the_same_steps_control_trains_on_ground_truth_only(tmp_path: Path, tiny
            (tmp_path / "iter-001" / "ckpt" / "train.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all("loss_hsl" not in m for m in log)
     assert not (tmp_path / "buffer.jsonl").exists()
+
+
+def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
+        tmp_path: Path, tiny_model: Path, household, monkeypatch) -> None:
+    """An iteration's success rate is over all its rollouts, the killed attempt's too. The
+    policies are stand-ins (random, then the expert) so that some episodes are won."""
+    from hsl_tools import iterate
+    from hsl_tools.agent import make_policy
+    from hsl_tools.train.data import load_demos
+
+    CliRunner().invoke(app, ["collect", "-n", "4", "--out", str(tmp_path / "expert.jsonl")])
+    recipe = iterate.Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {
+        "iterations": 1, "collect": 6, "steps": 1, "batch_size": 2}})
+    attempt = (household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
+               load_demos(tmp_path / "expert.jsonl"))
+    real = iterate.collect
+
+    def two_then_killed(out: Path, env, work, *args, **kwargs):
+        [(split, tasks)] = work
+        real(out, env, [(split, tasks[:2])], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(iterate, "collect", two_then_killed)
+    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: make_policy("random"))
+    with pytest.raises(KeyboardInterrupt):
+        iterate._iteration(recipe, *attempt)
+    lost = list(read_records(tmp_path / "iter-001" / "agent.jsonl", Trajectory))
+    assert len(lost) == 2 and not any(t.success for t in lost)
+    monkeypatch.setattr(iterate, "collect", real)
+    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: make_policy("expert"))
+    line = iterate._iteration(recipe, *attempt)
+    assert line["trajectories"] == 6 and line["success"] == pytest.approx(4 / 6)
 
 
 def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, tiny_model: Path,
