@@ -36,6 +36,24 @@ def two_iterations(run: Path) -> list[str]:
                                        for a in ("--set", f"{k}={v}")]
 
 
+def killed_after_two_episodes(monkeypatch, iteration: str | None = None) -> None:
+    """Make the loop's `collect` play the first two tasks of an iteration's rollout (of
+    `iteration` only, e.g. "iter-002", if given) and then raise as if the process were killed;
+    later calls, once its agent.jsonl exists, go through."""
+    from hsl_tools import iterate
+
+    real = iterate.collect
+
+    def collect(out: Path, env, work, *args, **kwargs):
+        if (iteration is None or out.parent.name == iteration) and not out.exists():
+            [(split, tasks)] = work
+            real(out, env, [(split, tasks[:2])], *args, **kwargs)
+            raise KeyboardInterrupt
+        return real(out, env, work, *args, **kwargs)
+
+    monkeypatch.setattr(iterate, "collect", collect)
+
+
 @pytest.mark.slow
 def test_two_hsl_iterations(tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -75,20 +93,9 @@ def test_a_run_killed_mid_rollout_ends_as_an_uninterrupted_one(tmp_path: Path,
     """Same recipe and seed on one machine give the same run, killed and resumed or not: the
     resumed rollout plays the rest of its episodes in other batches and must sample them as
     before (what "same seeds, same numbers" in docs/RESULTS.md rests on)."""
-    from hsl_tools import iterate
-
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert CliRunner().invoke(app, two_iterations(straight)).exit_code == 0
-    real = iterate.collect
-
-    def killed_after_two_episodes_of_iteration_2(out: Path, env, work, *args, **kwargs):
-        if out.parent.name == "iter-002" and not out.exists():
-            [(split, tasks)] = work
-            real(out, env, [(split, tasks[:2])], *args, **kwargs)
-            raise KeyboardInterrupt  # as if the process were killed here
-        return real(out, env, work, *args, **kwargs)
-
-    monkeypatch.setattr(iterate, "collect", killed_after_two_episodes_of_iteration_2)
+    killed_after_two_episodes(monkeypatch, "iter-002")
     assert CliRunner().invoke(app, two_iterations(killed)).exit_code == 130  # as for Ctrl-C
     assert len((killed / "iter-002" / "agent.jsonl").read_text().splitlines()) == 2
     result = CliRunner().invoke(app, two_iterations(killed))
@@ -194,20 +201,12 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
         "iterations": 1, "collect": 6, "steps": 1, "batch_size": 2}})
     attempt = (household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
                load_demos(tmp_path / "expert.jsonl"))
-    real = iterate.collect
-
-    def two_then_killed(out: Path, env, work, *args, **kwargs):
-        [(split, tasks)] = work
-        real(out, env, [(split, tasks[:2])], *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(iterate, "collect", two_then_killed)
+    killed_after_two_episodes(monkeypatch)
     monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: make_policy("random"))
     with pytest.raises(KeyboardInterrupt):
         iterate._iteration(recipe, *attempt)
     lost = list(read_records(tmp_path / "iter-001" / "agent.jsonl", Trajectory))
     assert len(lost) == 2 and not any(t.success for t in lost)
-    monkeypatch.setattr(iterate, "collect", real)
     monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: make_policy("expert"))
     line = iterate._iteration(recipe, *attempt)
     assert line["trajectories"] == 6 and line["success"] == pytest.approx(4 / 6)
