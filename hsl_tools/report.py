@@ -8,8 +8,10 @@ evaluations by (method, number of ground-truth demos) and gives mean ± std over
     goal_types.png       goal types of ground-truth vs relabeled demos; success per type (Figure 5)
     relabel_accuracy.png relabel precision / recall per goal type against the oracle (Figure 6)
     iterations.png       success over HSL iterations
-    report.md            the same numbers as Markdown tables, and what failed evaluation
-                         episodes achieved instead (the oracle's goals: the raw material of HSL)
+    report.md            the same numbers as Markdown tables, what failed evaluation
+                         episodes achieved instead (the oracle's goals: the raw material of HSL),
+                         and the HSL rollouts by ten iterations (thousands of episodes: a less
+                         noisy view of learning than 64-episode evaluations)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hsl_tools.envs.base import make_env
+from hsl_tools.envs.household.world import NOTHING
 from hsl_tools.goals import Goal
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
 from hsl_tools.relabel.check import check, rates
@@ -65,6 +68,9 @@ class RunData:
     relabel_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     # ("method, N demos") -> evaluation episodes by outcome (see `outcome`), seen and unseen
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # ("method, N demos", first iteration of a block of ten) -> rollout counts (`_add_rollouts`)
+    rollouts: dict[tuple[str, int], Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter))
 
 
 def _summary(folder: Path) -> dict | None:
@@ -121,6 +127,12 @@ def load_runs(runs: list[Path], oracle: bool = True) -> RunData:
             data.gt_types.update(_goal_type(t.instruction)
                                  for t in read_records(run / "expert.jsonl", Trajectory))
         for it in sorted(run.glob("iter-*")):
+            if final and (it / "done").exists() and (it / "agent.jsonl").exists():
+                i = int(it.name[5:])
+                block = data.rollouts[(f"{final}, {demos} demos",
+                                       (i - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1)]
+                block["last"] = max(block["last"], i)
+                _add_rollouts(block, it)
             if (it / "demos.jsonl").exists():
                 data.relabeled_types.update(_goal_type(d.instruction)
                                             for d in read_records(it / "demos.jsonl", Demo))
@@ -137,6 +149,19 @@ def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
     for t in read_records(episodes, Trajectory):
         env = envs.setdefault(t.env, make_env(t.env))
         counts[outcome(t, env.oracle(t))] += 1
+
+
+ROLLOUT_BLOCK = 10  # iterations per row of the rollout table
+
+
+def _add_rollouts(counts: Counter[str], iteration: Path) -> None:
+    """Count a finished iteration's training rollouts: episodes, wins, steps, steps that had
+    no effect, and goals the relabeler named (what HSL turns into demos)."""
+    for t in read_records(iteration / "agent.jsonl", Trajectory):
+        counts.update(episodes=1, won=int(t.success), steps=len(t.steps),
+                      nothing=sum(s.observation.strip() == NOTHING for s in t.steps))
+    if (iteration / "goals.jsonl").exists():
+        counts["goals"] += sum(1 for _ in read_records(iteration / "goals.jsonl", GoalRecord))
 
 
 def _add_curve(data: RunData, run: Path, method: str, iterations: int) -> None:
@@ -223,6 +248,15 @@ def markdown(data: RunData) -> str:
         for m, by_split in sorted(data.gains.items()):
             lines.append(f"| {m} | {_fmt(by_split['seen'], sign=True)} | "
                          f"{_fmt(by_split['unseen'], sign=True)} |")
+    if data.rollouts:
+        lines += ["", f"## HSL training rollouts by {ROLLOUT_BLOCK} iterations (runs pooled)", "",
+                  "| method, demos | iterations | episodes | won | goals named per episode | "
+                  "steps answered \"Nothing happens.\" |", "|---|---|---:|---:|---:|---:|"]
+        for (m, first), c in sorted(data.rollouts.items()):
+            lines.append(f"| {m} | {first}–{c['last']} | {c['episodes']} | "
+                         f"{100 * c['won'] / c['episodes']:.1f} % | "
+                         f"{c['goals'] / c['episodes']:.2f} | "
+                         f"{100 * c['nothing'] / max(1, c['steps']):.1f} % |")
     if data.curve:
         lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
                   "| method, demos | iteration | seen | unseen |", "|---|---:|---:|---:|"]

@@ -39,6 +39,7 @@ def fake_run(root: Path, household, demos: int, seed: int, mask_: bool = True) -
             RandomPolicy(seed))
     relabel(it / "agent.jsonl", it / "goals.jsonl", RuleRelabeler())
     mask(it / "goals.jsonl", it / "demos.jsonl", RuleRelabeler())
+    (it / "done").write_text("")
     return run
 
 
@@ -104,6 +105,39 @@ def test_report_sorts_evaluation_episodes_by_what_they_achieved(runs: list[Path]
     assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, task.obj, "nowhere"): 3}) == \
         "same object"
     assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == "other goal"
+
+
+def test_report_counts_the_hsl_rollouts_by_ten_iterations(runs: list[Path]) -> None:
+    """Pooled over the runs of a method: episodes, wins, steps without effect, named goals."""
+    from hsl_tools.records import GoalRecord
+
+    data = load_runs(runs, oracle=False)
+    mine = [r for r in runs if r.name.startswith("d4-mTrue")]
+    episodes = [t for r in mine for t in read_records(r / "iter-001" / "agent.jsonl", Trajectory)]
+    goals = sum(1 for r in mine for _ in read_records(r / "iter-001" / "goals.jsonl", GoalRecord))
+    won, steps = sum(t.success for t in episodes), sum(len(t.steps) for t in episodes)
+    assert goals > 0  # random play reaches goals it was not given
+    assert data.rollouts[("SFT+HSL, 4 demos", 1)] == {
+        "episodes": 24, "won": won, "steps": steps, "nothing": 0, "goals": goals, "last": 1}
+    assert f"| SFT+HSL, 4 demos | 1–1 | 24 | {100 * won / 24:.1f} % | {goals / 24:.2f} | " \
+        "0.0 % |" in markdown(data)  # the random policy takes only valid actions
+
+
+def test_rollout_counts_include_steps_that_had_no_effect(runs: list[Path], tmp_path: Path
+                                                         ) -> None:
+    from collections import Counter
+
+    from hsl_tools.records import Step, write_records
+    from hsl_tools.report import _add_rollouts
+
+    episode = next(read_records(runs[0] / "iter-001" / "agent.jsonl", Trajectory))
+    idle = Step(action="take moon from sky", observation="Nothing happens.")
+    write_records(tmp_path / "agent.jsonl",
+                  [episode, episode.model_copy(update={"steps": [idle, *episode.steps]})])
+    counts: Counter[str] = Counter()
+    _add_rollouts(counts, tmp_path)
+    assert counts == {"episodes": 2, "steps": 2 * len(episode.steps) + 1, "nothing": 1,
+                      "won": 2 * episode.success}
 
 
 def test_report_refuses_folders_that_are_not_runs(tmp_path: Path) -> None:
