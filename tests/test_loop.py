@@ -158,8 +158,12 @@ def test_dpo_trains_on_expert_vs_failed_pairs(tmp_path: Path, tiny_model: Path) 
                                  str(expert), "--objective", "dpo", "--rejected", str(agent),
                                  "--steps", "2", "--batch-size", "2", "--lr", "1e-3"])
     assert result.exit_code == 0, result.output
-    first = json.loads((out / "train.jsonl").read_text().splitlines()[0])
+    first, second = map(json.loads, (out / "train.jsonl").read_text().splitlines())
     assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1
+    assert first["logp_chosen_drift"] == first["logp_rejected_drift"] == 0.0
+    # one step later the policy has moved, chosen up relative to rejected
+    assert second["logp_chosen_drift"] > second["logp_rejected_drift"]
+    assert second["pair_accuracy"] == 1.0 and second["loss"] < first["loss"]
     assert changed(out, tiny_model)
     no_pairs = runner.invoke(app, ["train", "-m", str(tiny_model), "-o", str(tmp_path / "x"),
                                    "-d", str(expert), "--objective", "dpo", "--rejected",

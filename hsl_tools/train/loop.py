@@ -178,6 +178,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                         ref = [sequence_logp(ref_model, b) for b in batches]
                     pol = [sequence_logp(model, b) for b in batches]
                     loss = dpo_loss(pol[0], pol[1], ref[0], ref[1], config.beta)
+                    _add_dpo_drift(parts, pol, ref, config.grad_accum)
                     tokens += sum(int(b["attention_mask"].sum()) for b in batches)
                 else:
                     sft_batch = collate([gt[next(order)] for _ in range(micro)], pad,
@@ -217,6 +218,19 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total)
     return metrics
+
+
+def _add_dpo_drift(parts: dict[str, float], policy: list[torch.Tensor],
+                   reference: list[torch.Tensor], micro_batches: int) -> None:
+    """How far the policy's log-likelihood of the chosen (expert) and rejected (agent) sides
+    has moved from the reference's, in nats per sequence, and how often chosen moved above
+    rejected. DPO only asks for the gap; both sides falling far (chosen too) is the collapse
+    that a too-large learning rate brings."""
+    chosen, rejected = (p.detach() - r for p, r in zip(policy, reference, strict=True))
+    for name, value in (("logp_chosen_drift", chosen.mean()),
+                        ("logp_rejected_drift", rejected.mean()),
+                        ("pair_accuracy", (chosen > rejected).float().mean())):
+        parts[name] = parts.get(name, 0.0) + value.item() / micro_batches
 
 
 def _dpo_pairs(tokenizer, ground_truth: list[Demo], rejected: list[Trajectory], max_len: int
