@@ -92,7 +92,9 @@ class DPOSection(_Section):
     steps: int = 0  # 0: no DPO stage
     tasks: int | None = None  # ground-truth tasks the agent plays for pairs (a seeded sample)
     batch_size: int = 16
-    lr: float = 1e-4
+    # 1e-4 collapsed the tiny agent within 5 steps (chosen and rejected likelihoods both
+    # fell; docs/RESULTS.md); at 1e-5 the chosen side holds. Pretrained models want less.
+    lr: float = 1e-5
     beta: float = 0.1
     temperature: float = 0.7
 
