@@ -359,6 +359,9 @@ def grid(
         help="Runs at a time, each in its own process sharing the CPU cores (and GPU); "
              "1 runs them here, one after another. On one H100 9 ran well and 24 thrashed.")
     ] = 1,
+    status: Annotated[bool, typer.Option(
+        "--status", help="Only print where each run stands (stage, progress, newest "
+                         "evaluation), from its files; safe while the grid runs.")] = False,
 ) -> None:
     """Run a grid of recipes (cells x seeds), each an ordinary resumable run; cells that
     start alike share one SFT. A killed grid continues where it stopped.
@@ -367,6 +370,9 @@ def grid(
     """
     from hsl_tools.grid import GridFailed, run_grid
 
+    if status:
+        _grid_status(path, only)
+        return
     try:
         runs = run_grid(path, console, only, jobs)
     except GridFailed as e:
@@ -374,6 +380,25 @@ def grid(
         raise typer.Exit(2) from None
     if report is not None:
         _report(runs, report)
+
+
+def _grid_status(path: Path, only: list[str] | None) -> None:
+    """Print a table of where each run of the grid stands."""
+    from rich.table import Table
+
+    from hsl_tools.grid import load_grid, select
+    from hsl_tools.run_status import run_status
+
+    table = Table()
+    for header in ("run", "stage", "progress", "newest evaluation"):
+        table.add_column(header, no_wrap=header == "run")
+    done = 0
+    for name, recipe in select(load_grid(path)[1], only).items():
+        s = run_status(recipe)
+        done += s.stage == "done"
+        table.add_row(name, s.stage, s.progress, s.evaluation)
+    console.print(table)
+    console.print(f"{done} of {table.row_count} run(s) done")
 
 
 @app.command("report")

@@ -76,6 +76,12 @@ def load_grid(path: Path) -> tuple[Grid, dict[str, Recipe]]:
     return grid, recipes
 
 
+def select(recipes: dict[str, Recipe], only: list[str] | None) -> dict[str, Recipe]:
+    """The runs whose name starts with one of `only` (all of them without it)."""
+    return {name: r for name, r in recipes.items()
+            if not only or any(name.startswith(o) for o in only)}
+
+
 def start_key(recipe: Recipe) -> str:
     """Everything that decides a run's SFT checkpoint and its evaluation."""
     r = recipe.run
@@ -89,9 +95,7 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
     """Run every (cell, seed) of the grid, `jobs` runs at a time, sharing SFT stages: first
     one run per distinct start trains and evaluates its SFT, which is copied to the runs that
     start alike, then every run goes to its end. Returns the run dirs."""
-    _, recipes = load_grid(path)
-    chosen = {name: r for name, r in recipes.items()
-              if not only or any(name.startswith(o) for o in only)}
+    chosen = select(load_grid(path)[1], only)
     groups: dict[str, list[str]] = {}
     for name, recipe in chosen.items():
         groups.setdefault(start_key(recipe), []).append(name)

@@ -4,12 +4,16 @@ report only reads files)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from hsl_tools.agent import ExpertPolicy, RandomPolicy
+from hsl_tools.cli import app
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
 from hsl_tools.goals import Goal, GoalType
@@ -19,6 +23,7 @@ from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.report import load_runs, markdown, outcome, write_report
+from hsl_tools.run_status import run_status
 
 
 def fake_run(root: Path, household, demos: int, seed: int, mask_: bool = True) -> Path:
@@ -219,6 +224,52 @@ def test_a_run_is_finished_when_its_last_evaluation_is_written(tmp_path: Path) -
     assert finished(recipe)
     write_json(tmp_path / "eval-sft" / "summary.json", {})
     assert finished(recipe, until_sft=True)
+
+
+def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
+    """`hsl grid --status` reads each stage off the files a run leaves, in the run's order."""
+    (tmp_path / "base.toml").write_text('[run]\ndir = "x"\n[sft]\ndemos = 8\nsteps = 6\n'
+                                        '[hsl]\niterations = 2\n[dpo]\nsteps = 5\n')
+    (tmp_path / "grid.toml").write_text(
+        f'base = "base.toml"\ndir = "{tmp_path / "g"}"\nseeds = [1]\n[cells.a]\n[cells.b]\n'
+        'hsl = { iterations = 0 }\ndpo = { steps = 0 }\n')
+    recipe = load_grid(tmp_path / "grid.toml")[1]["a-s1"]
+    run = Path(recipe.run.dir)
+
+    def write(path: str, steps: int = 0) -> None:
+        (run / path).parent.mkdir(parents=True, exist_ok=True)
+        if path.endswith("summary.json"):
+            write_json(run / path, {"summary": {"seen": {"all": {"success": steps / 8}},
+                                                "unseen": {"all": {"success": 0.0}}}})
+        else:
+            (run / path).write_text("".join(json.dumps({"step": s}) + "\n"
+                                            for s in range(1, steps + 1)))
+
+    stages = [(lambda: None, ("not started", "", "")),
+              (lambda: write("sft/train.jsonl", 4), ("SFT", "4/6 steps", "")),
+              (lambda: write("sft/done"), ("SFT evaluation", "", "")),
+              (lambda: write("eval-sft/summary.json", 1),
+               ("HSL", "0/2 iterations", "eval-sft: seen 12.5%, unseen 0.0%")),
+              (lambda: write("iter-001/done"), ("HSL", "1/2 iterations", "eval-sft")),
+              (lambda: write("iter-002/done"), ("final evaluation", "", "eval-sft")),
+              (lambda: write("eval-final/summary.json", 2), ("DPO", "rollouts", "eval-final")),
+              (lambda: write("dpo/ckpt/train.jsonl", 3), ("DPO", "3/5 steps", "eval-final")),
+              (lambda: write("dpo/done"), ("DPO evaluation", "", "eval-final")),
+              (lambda: write("eval-dpo/summary.json", 3),
+               ("done", "", "eval-dpo: seen 37.5%, unseen 0.0%"))]
+    for step, (stage, progress, evaluation) in stages:
+        step()
+        status = run_status(recipe)
+        assert (status.stage, status.progress) == (stage, progress)
+        assert status.evaluation.startswith(evaluation) and bool(status.evaluation) == bool(
+            evaluation)
+    result = CliRunner().invoke(app, ["grid", str(tmp_path / "grid.toml"), "--status"],
+                                terminal_width=120)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"a-s1 +│ done +│ +│ eval-dpo: seen 37.5%", result.output)
+    assert re.search(r"b-s1 +│ not started", result.output)
+    assert "1 of 2 run(s) done" in result.output
+    assert not (tmp_path / "g" / "b-s1").exists()  # looking wrote nothing
 
 
 def test_a_shared_sft_replaces_what_a_killed_copy_left(tmp_path: Path) -> None:
