@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from hsl_tools.iterate import Recipe, finished
@@ -14,16 +15,34 @@ from hsl_tools.iterate import Recipe, finished
 @dataclass
 class RunStatus:
     stage: str  # "done", "not started", "SFT", "SFT evaluation", "HSL", ...
-    progress: str  # e.g. "212/450 steps", "7/20 iterations"; "" where there is no count
+    progress: str  # e.g. "212/450 steps, ~25 min left", "7/20 iterations, ~9 min left"
     evaluation: str  # the newest finished evaluation and its success rates, or ""
 
 
-def _last_step(log: Path) -> int:
-    """The step of a train.jsonl's last line (0 when there is none yet)."""
-    if not log.exists():
-        return 0
-    lines = log.read_text(encoding="utf-8").splitlines()
-    return json.loads(lines[-1])["step"] if lines else 0
+def _steps(log: Path, total: int) -> str:
+    """"212/450 steps, ~25 min left" from a train.jsonl (the time from its last 20 steps);
+    "" before the first step."""
+    text = log.read_text(encoding="utf-8") if log.exists() else ""
+    lines = text[:text.rfind("\n") + 1].splitlines()  # not a line being written right now
+    if not lines:
+        return ""
+    recent = [json.loads(line) for line in lines[-20:]]
+    step = recent[-1]["step"]
+    left = (total - step) * sum(r.get("seconds", 0.0) for r in recent) / len(recent)
+    return f"{step}/{total} steps, ~{left / 60:.0f} min left"
+
+
+def _iterations(run: Path, done: int, total: int) -> str:
+    """"7/20 iterations, ~12 min left": the time from the median gap between the last few
+    iterations' `done` markers (a median, so a pause between sessions does not count)."""
+    marks = [run / "eval-sft" / "summary.json",
+             *(run / f"iter-{i:03d}" / "done" for i in range(1, done + 1))][-6:]
+    times = [m.stat().st_mtime for m in marks]
+    gaps = sorted(b - a for a, b in pairwise(times))
+    text = f"{done}/{total} iterations"
+    if not gaps:
+        return text
+    return text + f", ~{(total - done) * gaps[len(gaps) // 2] / 60:.0f} min left"
 
 
 def _rates(folder: Path) -> str:
@@ -54,15 +73,14 @@ def run_status(recipe: Recipe) -> RunStatus:
         if not (run / "sft").exists():
             return status("not started")
         total = s.steps or math.ceil(s.epochs * s.demos / s.batch_size)
-        return status("SFT", f"{_last_step(run / 'sft' / 'train.jsonl')}/{total} steps")
+        return status("SFT", _steps(run / "sft" / "train.jsonl", total))
     if not (run / "eval-sft" / "summary.json").exists():
         return status("SFT evaluation")
     done = sum((run / f"iter-{i:03d}" / "done").exists() for i in range(1, h.iterations + 1))
     if done < h.iterations:
-        return status("HSL", f"{done}/{h.iterations} iterations")
+        return status("HSL", _iterations(run, done, h.iterations))
     if h.iterations and not (run / "eval-final" / "summary.json").exists():
         return status("final evaluation")
     if not (run / "dpo" / "done").exists():
-        steps = _last_step(run / "dpo" / "ckpt" / "train.jsonl")
-        return status("DPO", f"{steps}/{d.steps} steps" if steps else "rollouts")
+        return status("DPO", _steps(run / "dpo" / "ckpt" / "train.jsonl", d.steps) or "rollouts")
     return status("DPO evaluation")

@@ -5,6 +5,7 @@ report only reads files)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -236,24 +237,30 @@ def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
     recipe = load_grid(tmp_path / "grid.toml")[1]["a-s1"]
     run = Path(recipe.run.dir)
 
+    clock = iter(range(0, 10_000, 120))  # each file written two minutes after the last
+
     def write(path: str, steps: int = 0) -> None:
         (run / path).parent.mkdir(parents=True, exist_ok=True)
         if path.endswith("summary.json"):
             write_json(run / path, {"summary": {"seen": {"all": {"success": steps / 8}},
                                                 "unseen": {"all": {"success": 0.0}}}})
-        else:
-            (run / path).write_text("".join(json.dumps({"step": s}) + "\n"
-                                            for s in range(1, steps + 1)))
+        else:  # training steps of 90 s, and a line the trainer is writing
+            (run / path).write_text("".join(json.dumps({"step": s, "seconds": 90.0}) + "\n"
+                                            for s in range(1, steps + 1)) + '{"step": 9')
+        now = next(clock)
+        os.utime(run / path, (now, now))
 
     stages = [(lambda: None, ("not started", "", "")),
-              (lambda: write("sft/train.jsonl", 4), ("SFT", "4/6 steps", "")),
+              (lambda: write("sft/train.jsonl", 4), ("SFT", "4/6 steps, ~3 min left", "")),
               (lambda: write("sft/done"), ("SFT evaluation", "", "")),
               (lambda: write("eval-sft/summary.json", 1),
                ("HSL", "0/2 iterations", "eval-sft: seen 12.5%, unseen 0.0%")),
-              (lambda: write("iter-001/done"), ("HSL", "1/2 iterations", "eval-sft")),
+              (lambda: write("iter-001/done"),
+               ("HSL", "1/2 iterations, ~2 min left", "eval-sft")),
               (lambda: write("iter-002/done"), ("final evaluation", "", "eval-sft")),
               (lambda: write("eval-final/summary.json", 2), ("DPO", "rollouts", "eval-final")),
-              (lambda: write("dpo/ckpt/train.jsonl", 3), ("DPO", "3/5 steps", "eval-final")),
+              (lambda: write("dpo/ckpt/train.jsonl", 3),
+               ("DPO", "3/5 steps, ~3 min left", "eval-final")),
               (lambda: write("dpo/done"), ("DPO evaluation", "", "eval-final")),
               (lambda: write("eval-dpo/summary.json", 3),
                ("done", "", "eval-dpo: seen 37.5%, unseen 0.0%"))]
