@@ -391,7 +391,7 @@ def _grid_status(path: Path, only: list[str] | None) -> None:
 
     table = Table()
     for header in ("run", "stage", "progress", "newest evaluation"):
-        table.add_column(header, no_wrap=header == "run")
+        table.add_column(header, no_wrap=header != "newest evaluation")
     done = 0
     for name, recipe in select(load_grid(path)[1], only).items():
         s = run_status(recipe)
