@@ -76,11 +76,15 @@ def run_status(recipe: Recipe) -> RunStatus:
         return status("SFT", _steps(run / "sft" / "train.jsonl", total))
     if not (run / "eval-sft" / "summary.json").exists():
         return status("SFT evaluation")
+    if h.iterations and not (run / "iter-001").exists():
+        return status("SFT done")  # a grid trains every SFT before it starts any HSL
     done = sum((run / f"iter-{i:03d}" / "done").exists() for i in range(1, h.iterations + 1))
     if done < h.iterations:
         return status("HSL", _iterations(run, done, h.iterations))
     if h.iterations and not (run / "eval-final" / "summary.json").exists():
         return status("final evaluation")
+    if not (run / "dpo").exists():
+        return status("HSL done" if h.iterations else "SFT done")
     if not (run / "dpo" / "done").exists():
         return status("DPO", _steps(run / "dpo" / "ckpt" / "train.jsonl", d.steps) or "rollouts")
     return status("DPO evaluation")
