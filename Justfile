@@ -29,6 +29,7 @@ iterate recipe *overrides:
 
 # The paper's comparisons in miniature (cells x seeds, resumable), then tables and plots:
 # just grid --jobs 9 (one H100: 15-20 min, extrapolated). On 2 CPU cores: about 9 hours.
+# just grid --status: where each run stands, with time left in its stage (safe while it runs).
 grid *args:
     hsl grid recipes/grid-household.toml --report docs/results {{args}}
 
