@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -66,6 +67,17 @@ def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str) -
                      f"{cell['mean_steps']:.1f}"] if cell else ["", ""])
         table.add_row(*row, style="bold" if group == "all" else None)
     return table
+
+
+def read_summary(folder: Path) -> dict | None:
+    """The summary `evaluate` wrote to FOLDER/summary.json; None before it has finished."""
+    path = folder / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8"))["summary"] if path.exists() else None
+
+
+def success_line(summary: dict) -> str:
+    """A summary in one line: "seen 7.8%, unseen 3.1%"."""
+    return ", ".join(f"{split} {cells['all']['success']:.1%}" for split, cells in summary.items())
 
 
 def evaluate(env: Environment, policy: Policy, splits: list[str], n: int | None, out: Path,

@@ -25,7 +25,7 @@ from rich.console import Console
 from hsl_tools.agent import make_policy
 from hsl_tools.collect import collect
 from hsl_tools.envs.base import make_env
-from hsl_tools.evaluate import evaluate
+from hsl_tools.evaluate import evaluate, success_line
 from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import Demo, Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import make_relabeler
@@ -174,8 +174,7 @@ def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dic
         summary, _ = evaluate(env, policy, recipe.eval.splits, recipe.eval.n, folder,
                               recipe.eval.batch_size)
         evals[name] = summary
-        rates = ", ".join(f"{s} {summary[s]['all']['success']:.1%}" for s in summary)
-        console.print(f"[bold]{name}[/]: {rates}")
+        console.print(f"[bold]{name}[/]: {success_line(summary)}")
 
     start = _starting_model(recipe, run, console)
     expert = run / "expert.jsonl"

@@ -25,6 +25,7 @@ from typing import Any
 
 from hsl_tools.envs.base import make_env
 from hsl_tools.envs.household.world import NOTHING
+from hsl_tools.evaluate import read_summary
 from hsl_tools.goals import Goal
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
 from hsl_tools.relabel.check import check, rates
@@ -73,11 +74,6 @@ class RunData:
         default_factory=lambda: defaultdict(Counter))
 
 
-def _summary(folder: Path) -> dict | None:
-    path = folder / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8"))["summary"] if path.exists() else None
-
-
 def _goal_type(instruction: str) -> str:
     goal = Goal.parse(instruction)
     return str(goal.type) if goal else "other"
@@ -113,7 +109,7 @@ def load_runs(runs: list[Path], oracle: bool = True) -> RunData:
         demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
         methods: dict[str, str] = recipe["methods"]
         for folder, method in methods.items():
-            if (summary := _summary(run / folder)) is not None and \
+            if (summary := read_summary(run / folder)) is not None and \
                     (method, demos, seed) not in seen:
                 seen.add((method, demos, seed))
                 data.points.append(Point(method, demos, seed, run.name, summary))
@@ -169,11 +165,11 @@ def _add_curve(data: RunData, run: Path, method: str, iterations: int) -> None:
                                         for p in sorted(run.glob("iter-*/eval"))]
     stages.append((iterations, run / "eval-final"))
     for i, folder in stages:
-        summary = _summary(folder)
+        summary = read_summary(folder)
         for split in SPLITS if summary else ():
             if split in summary:
                 data.curve[(method, i)][split].append(summary[split]["all"]["success"])
-    sft, final = _summary(run / "eval-sft"), _summary(run / "eval-final")
+    sft, final = read_summary(run / "eval-sft"), read_summary(run / "eval-final")
     for split in SPLITS if sft and final else ():
         if split in sft and split in final:
             data.gains[method][split].append(final[split]["all"]["success"] -

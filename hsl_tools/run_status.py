@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+from hsl_tools.evaluate import read_summary, success_line
 from hsl_tools.iterate import Recipe, finished
 
 
@@ -45,18 +46,13 @@ def _iterations(run: Path, done: int, total: int) -> str:
     return text + f", ~{(total - done) * gaps[len(gaps) // 2] / 60:.0f} min left"
 
 
-def _rates(folder: Path) -> str:
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["summary"]
-    return ", ".join(f"{split} {s['all']['success']:.1%}" for split, s in summary.items())
-
-
 def newest_evaluation(recipe: Recipe) -> str:
     """The run's latest finished evaluation, in the order the run writes them."""
     run = Path(recipe.run.dir)
     folders = ["eval-sft", *(f"iter-{i:03d}/eval" for i in range(1, recipe.hsl.iterations + 1)),
                "eval-final", "eval-dpo"]
-    written = [f for f in folders if (run / f / "summary.json").exists()]
-    return f"{written[-1]}: {_rates(run / written[-1])}" if written else ""
+    written = [(f, s) for f in folders if (s := read_summary(run / f)) is not None]
+    return f"{written[-1][0]}: {success_line(written[-1][1])}" if written else ""
 
 
 def run_status(recipe: Recipe) -> RunStatus:
