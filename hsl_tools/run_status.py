@@ -21,15 +21,17 @@ class RunStatus:
 
 
 def _steps(log: Path, total: int) -> str:
-    """"212/450 steps, ~25 min left" from a train.jsonl (the time from its last 20 steps);
-    "" before the first step."""
+    """"212/450 steps, ~25 min left" from a train.jsonl (the median of its last 20 step times,
+    so a step that spans a pause, e.g. a grid stopped with SIGSTOP, does not count); "" before
+    the first step."""
     text = log.read_text(encoding="utf-8") if log.exists() else ""
     lines = text[:text.rfind("\n") + 1].splitlines()  # not a line being written right now
     if not lines:
         return ""
     recent = [json.loads(line) for line in lines[-20:]]
     step = recent[-1]["step"]
-    left = (total - step) * sum(r.get("seconds", 0.0) for r in recent) / len(recent)
+    seconds = sorted(r.get("seconds", 0.0) for r in recent)
+    left = (total - step) * seconds[len(seconds) // 2]
     return f"{step}/{total} steps, ~{left / 60:.0f} min left"
 
 

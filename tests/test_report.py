@@ -244,9 +244,10 @@ def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
         if path.endswith("summary.json"):
             write_json(run / path, {"summary": {"seen": {"all": {"success": steps / 8}},
                                                 "unseen": {"all": {"success": 0.0}}}})
-        else:  # training steps of 90 s, and a line the trainer is writing
-            (run / path).write_text("".join(json.dumps({"step": s, "seconds": 90.0}) + "\n"
-                                            for s in range(1, steps + 1)) + '{"step": 9')
+        else:  # training steps of 90 s, one paused for an hour, and a line being written
+            (run / path).write_text("".join(
+                json.dumps({"step": s, "seconds": 3600.0 if s == 2 else 90.0}) + "\n"
+                for s in range(1, steps + 1)) + '{"step": 9')
         now = next(clock)
         os.utime(run / path, (now, now))
 
