@@ -384,14 +384,17 @@ def grid(
 
 def _grid_status(path: Path, only: list[str] | None) -> None:
     """Print a table of where each run of the grid stands."""
+    from rich import box
     from rich.table import Table
 
     from hsl_tools.grid import load_grid, select
     from hsl_tools.run_status import run_status
 
-    table = Table()
-    for header in ("run", "stage", "progress", "newest evaluation"):
-        table.add_column(header, no_wrap=header != "newest evaluation")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)  # 80 columns hold a row on two lines
+    table.add_column("run", no_wrap=True)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("progress")
+    table.add_column("newest evaluation")
     done = 0
     for name, recipe in select(load_grid(path)[1], only).items():
         s = run_status(recipe)

@@ -276,8 +276,8 @@ def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["grid", str(tmp_path / "grid.toml"), "--status"],
                                 terminal_width=120)
     assert result.exit_code == 0, result.output
-    assert re.search(r"a-s1 +│ done +│ +│ eval-dpo: seen 37.5%", result.output)
-    assert re.search(r"b-s1 +│ not started", result.output)
+    assert re.search(r"a-s1 +done +eval-dpo: seen 37.5%", result.output)
+    assert re.search(r"b-s1 +not started", result.output)
     assert "1 of 2 run(s) done" in result.output
     assert not (tmp_path / "g" / "b-s1").exists()  # looking wrote nothing
 
