@@ -180,8 +180,8 @@ def relabel(
 ) -> None:
     """Goal identification: every goal each trajectory achieved, and the step S(k) it first held.
 
-    One record per (trajectory, goal) with the trajectory cut at S(k); trajectories with no goal
-    are counted and dropped; replies that never parse go to OUT's .failures.jsonl.
+    One record per (trajectory, goal), the trajectory cut at S(k); goal-less ones are dropped.
+    Replies that never parse go to OUT's .failures.jsonl.
     Example: hsl relabel runs/x/agent.jsonl --out runs/x/goals.jsonl --relabeler rules
     """
     from hsl_tools.relabel.relabelers import make_relabeler
@@ -363,8 +363,9 @@ def grid(
         "--status", help="Only print where each run stands (stage, progress, newest "
                          "evaluation), from its files; safe while the grid runs.")] = False,
 ) -> None:
-    """Run a grid of recipes (cells x seeds), each an ordinary resumable run; cells that
-    start alike share one SFT. A killed grid continues where it stopped.
+    """Run a grid of recipes (cells x seeds), resumable; cells that start alike share an SFT.
+
+    Each run is an ordinary `hsl iterate` run folder; a killed grid continues where it stopped.
 
     Example: hsl grid recipes/grid-household.toml --jobs 9 --report docs/results
     """
@@ -412,9 +413,9 @@ def report_cmd(
         help="Replay trajectories for the oracle's view: every iteration's relabel accuracy, "
              "and what failed evaluation episodes achieved instead.")] = True,
 ) -> None:
-    """Tables and plots from finished runs: success vs ground-truth demos per method,
-    ablations, goal types, relabel accuracy, what failed episodes achieved, success over
-    iterations (mean ± std over seeds).
+    """Tables and plots from finished runs (mean ± std over seeds).
+
+    Success vs demos per method, ablations, goal types, relabel accuracy, failures, iterations.
 
     Example: hsl report runs/grid/* --out docs/results
     """
@@ -440,8 +441,9 @@ def import_cmd(
         help="Outcome of items with no success/reward field (ETO's SFT files hold "
              "successes).")] = True,
 ) -> None:
-    """Read another stack's trajectory dump into our records (ETO's "put X in/on Y" becomes
-    "move X to Y", as alfworld 0.4 games say it).
+    """Read another stack's trajectory dump into our records.
+
+    ETO's "put X in/on Y" becomes "move X to Y", as alfworld 0.4 games say it.
 
     Example: hsl import alfworld_sft.json --out runs/eto.jsonl
     """
