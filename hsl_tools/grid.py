@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
-from hsl_tools.iterate import Recipe, finished, run_recipe
+from hsl_tools.iterate import Recipe, finished, run_recipe, write_recipe
 
 # what a run holds once its SFT stage is done, and can be handed to a run that starts alike;
 # "sft" last: its `done` marker tells a resumed run the whole stage is there
@@ -107,7 +107,7 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
             failed += rest
             continue
         for name in [first, *rest]:
-            _copy_start(Path(chosen[first].run.dir), Path(chosen[name].run.dir))
+            _copy_start(Path(chosen[first].run.dir), chosen[name])
             ready[name] = chosen[name]
     failed += _run_all(ready, False, jobs, console)
     if failed:
@@ -116,12 +116,14 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
     return [Path(r.run.dir) for r in chosen.values()]
 
 
-def _copy_start(donor: Path, run: Path) -> None:
-    """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run.
-    Each item is copied beside its place and renamed in, so a killed copy leaves no half."""
+def _copy_start(donor: Path, recipe: Recipe) -> None:
+    """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run,
+    with its recipe.json, so that `hsl report` reads it as a run before it starts. Each item
+    is copied beside its place and renamed in, so a killed copy leaves no half."""
+    run = Path(recipe.run.dir)
+    write_recipe(recipe)
     if run == donor or (run / "sft" / "done").exists():
         return
-    run.mkdir(parents=True, exist_ok=True)
     for item in SHARED_START:
         source, target = donor / item, run / item
         if not source.exists():

@@ -159,12 +159,19 @@ def finished(recipe: Recipe, until_sft: bool = False) -> bool:
     return (Path(recipe.run.dir) / last / "summary.json").exists()
 
 
+def write_recipe(recipe: Recipe) -> None:
+    """RUN/recipe.json: the resolved recipe and its evaluations' method names, which makes a
+    folder a run for `hsl report`."""
+    run = Path(recipe.run.dir)
+    run.mkdir(parents=True, exist_ok=True)
+    write_json(run / "recipe.json", {"methods": recipe.methods(), **recipe.model_dump()})
+
+
 def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dict[str, Any]:
     """Run (or continue) a recipe, or only its SFT and eval-sft (`until_sft`); returns the
     evaluations by name."""
     run = Path(recipe.run.dir)
-    run.mkdir(parents=True, exist_ok=True)
-    write_json(run / "recipe.json", {"methods": recipe.methods(), **recipe.model_dump()})
+    write_recipe(recipe)
     env = make_env(recipe.run.env, max_steps=recipe.run.max_steps)
     evals: dict[str, Any] = {}
 

@@ -284,16 +284,23 @@ def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
 
 def test_a_shared_sft_replaces_what_a_killed_copy_left(tmp_path: Path) -> None:
     donor, run = tmp_path / "donor", tmp_path / "run"
-    for path in ("model0/config.json", "expert.jsonl", "eval-sft/summary.json", "sft/done",
-                 "sft/model.safetensors"):
+    recipe = Recipe.model_validate({"run": {"dir": str(run), "seed": 7}, "sft": {"demos": 8}})
+    for path in ("model0/config.json", "sft/done", "sft/model.safetensors"):
         (donor / path).parent.mkdir(parents=True, exist_ok=True)
         (donor / path).write_text(path)
+    (donor / "expert.jsonl").write_text("")
+    write_json(donor / "eval-sft" / "summary.json",
+               {"summary": {"seen": {"all": {"success": 0.25}}}})
     # what a copy killed halfway left: a half-copied folder and a half-moved one, no `done`
     for path in ("sft.partial/model.safetensors", "sft/stale.bin"):
         (run / path).parent.mkdir(parents=True, exist_ok=True)
         (run / path).write_text("half")
-    _copy_start(donor, run)
+    _copy_start(donor, recipe)
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == [
-        "eval-sft/summary.json", "expert.jsonl", "model0/config.json", "sft/done",
-        "sft/model.safetensors"]
+        "eval-sft/summary.json", "expert.jsonl", "model0/config.json", "recipe.json",
+        "sft/done", "sft/model.safetensors"]
     assert (run / "sft" / "model.safetensors").read_text() == "sft/model.safetensors"
+    # before the run starts, the report already reads it: its SFT, at its demos and seed
+    point, = load_runs([run], oracle=False).points
+    assert (point.method, point.demos, point.seed, point.summary["seen"]["all"]["success"]) \
+        == ("SFT", 8, 7, 0.25)
