@@ -413,7 +413,7 @@ def report_cmd(
         help="Replay trajectories for the oracle's view: every iteration's relabel accuracy, "
              "and what failed evaluation episodes achieved instead.")] = True,
 ) -> None:
-    """Tables and plots from finished runs (mean ± std over seeds).
+    """Tables and plots from runs, finished or not (mean ± std over seeds).
 
     Success vs demos per method, ablations, goal types, relabel accuracy, failures, iterations.
 
