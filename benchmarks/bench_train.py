@@ -1,7 +1,8 @@
 """Benchmark: training throughput of the tiny model (tokens/s, SFT and HSL steps).
 
 Run: just bench   (or: python benchmarks/bench_train.py)
-Tokens are all tokens the model runs over (prompt included), as `train.jsonl` counts them.
+Tokens are the demos' tokens (prompt included, padding not), as `train.jsonl` counts them, so
+a padded pass and unpadded passes over the same demos compare by time.
 """
 
 from __future__ import annotations
@@ -33,13 +34,19 @@ def main() -> None:
         hindsight = list(read_records(folder / "demos.jsonl", Demo))
         build_scratch(Path(tmp) / "m", "tiny")
         for objective in ("sft", "hsl"):
-            out = Path(tmp) / objective
-            train(str(Path(tmp) / "m"), out, TrainConfig(objective=objective, steps=8,
-                                                         batch_size=16, lr=1e-3),
-                  expert, hindsight)
-            lines = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()][2:]
-            rate = sum(m["tokens"] for m in lines) / sum(m["seconds"] for m in lines)
-            print(f"train {objective}, tiny model, batch 16 per source: {rate:8.0f} tokens/s")
+            rates = {}
+            for accum in (1, 16):  # 16: one demo per pass, so no padding and no padding mask
+                out = Path(tmp) / f"{objective}-{accum}"
+                train(str(Path(tmp) / "m"), out, TrainConfig(objective=objective, steps=8,
+                                                             batch_size=16, grad_accum=accum,
+                                                             lr=1e-3), expert, hindsight)
+                lines = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+                lines = lines[2:]  # the first steps warm up
+                rates[accum] = sum(m["tokens"] for m in lines) / sum(m["seconds"] for m in lines)
+                print(f"train {objective}, tiny model, batch 16 per source, grad_accum "
+                      f"{accum:2d}: {rates[accum]:8.0f} tokens/s")
+            print(f"train {objective}: one demo per pass runs {rates[16] / rates[1]:.2f}x the "
+                  "tokens/s of one padded pass")
 
 
 if __name__ == "__main__":
