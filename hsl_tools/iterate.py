@@ -33,6 +33,10 @@ from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.train.data import load_demos, push
 from hsl_tools.train.loop import TrainConfig, train
 
+# micro-batches per training step, or "auto": one demo per pass on CPU, the whole batch on GPU
+# (TrainConfig.grad_accum; the step is the same either way, only its speed differs)
+GradAccum = int | Literal["auto"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -57,6 +61,7 @@ class SFTSection(_Section):
     steps: int | None = None
     epochs: float = 3.0
     batch_size: int = 32
+    grad_accum: GradAccum = "auto"
     lr: float = 2e-5
     schedule: str = "constant"
     warmup: int = 0
@@ -74,6 +79,7 @@ class HSLSection(_Section):
     masker: str = "rules"
     steps: int = 4
     batch_size: int = 32
+    grad_accum: GradAccum = "auto"
     lr: float = 2e-5
     lam: float = 0.3
     alpha: float = 0.8
@@ -92,6 +98,7 @@ class DPOSection(_Section):
     steps: int = 0  # 0: no DPO stage
     tasks: int | None = None  # ground-truth tasks the agent plays for pairs (a seeded sample)
     batch_size: int = 16
+    grad_accum: GradAccum = "auto"
     # 1e-4 collapsed the tiny agent within 5 steps (chosen and rejected likelihoods both
     # fell; docs/RESULTS.md); at 1e-5 the chosen side holds. Pretrained models want less.
     lr: float = 1e-5
@@ -193,8 +200,8 @@ def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dic
     if not _done(sft_dir):
         s = recipe.sft
         train(start, sft_dir, TrainConfig(steps=s.steps, epochs=s.epochs, batch_size=s.batch_size,
-                                          lr=s.lr, schedule=s.schedule, warmup=s.warmup,
-                                          lora_r=s.lora_r, seed=recipe.run.seed),
+                                          grad_accum=s.grad_accum, lr=s.lr, schedule=s.schedule,
+                                          warmup=s.warmup, lora_r=s.lora_r, seed=recipe.run.seed),
               ground_truth, resume=True)
         _mark_done(sft_dir)
     evaluate_at("eval-sft", sft_dir)
@@ -238,8 +245,8 @@ def _dpo(recipe: Recipe, env, folder: Path, checkpoint: Path, expert: Path,
         policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
             max_new_tokens=24, temperature=d.temperature, seed=recipe.run.seed))
         collect(folder / "agent.jsonl", env, [("train", tasks)], policy, recipe.model.batch_size)
-        config = TrainConfig(objective="dpo", steps=d.steps, batch_size=d.batch_size, lr=d.lr,
-                             beta=d.beta, seed=recipe.run.seed)
+        config = TrainConfig(objective="dpo", steps=d.steps, batch_size=d.batch_size,
+                             grad_accum=d.grad_accum, lr=d.lr, beta=d.beta, seed=recipe.run.seed)
         train(str(checkpoint), folder / "ckpt", config, ground_truth,
               rejected=list(read_records(folder / "agent.jsonl", Trajectory)),
               reference=str(checkpoint), resume=True)
@@ -287,8 +294,8 @@ def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint:
             new = list(read_records(folder / "demos.jsonl", Demo))
         buffer = push(run / "buffer.jsonl", new, h.capacity)
     config = TrainConfig(objective="hsl" if buffer else "sft", steps=h.steps,
-                         batch_size=h.batch_size, lr=h.lr, lam=h.lam, alpha=h.alpha,
-                         mask=h.mask, uniform=h.uniform, lora_r=h.lora_r,
+                         batch_size=h.batch_size, grad_accum=h.grad_accum, lr=h.lr, lam=h.lam,
+                         alpha=h.alpha, mask=h.mask, uniform=h.uniform, lora_r=h.lora_r,
                          seed=recipe.run.seed + i)
     metrics = train(str(checkpoint), folder / "ckpt", config, ground_truth, buffer, resume=True,
                     optimizer_from=checkpoint)

@@ -241,3 +241,46 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, tiny
            (tmp_path / "ckpt" / "train.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4, 5]  # step 3 was redone once, and logged once
     assert json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())["step"] == 5
+
+
+@pytest.mark.parametrize("objective", ["sft", "hsl", "dpo"])
+def test_grad_accum_changes_the_passes_not_the_step(tmp_path: Path, tiny_model: Path,
+                                                   objective: str) -> None:
+    """One demo per pass (grad_accum = batch size, what "auto" picks on a CPU) trains on the
+    demos one padded pass would: step by step the same tokens and, to rounding, the same
+    losses, so the two differ in speed only."""
+    from hsl_tools.train import loop
+    from hsl_tools.train.data import load_demos
+
+    runner = CliRunner()
+    expert, agent = tmp_path / "expert.jsonl", tmp_path / "agent.jsonl"
+    assert runner.invoke(app, ["collect", "-n", "6", "--out", str(expert)]).exit_code == 0
+    assert runner.invoke(app, ["collect", "-n", "6", "--policy", "random", "--max-steps", "6",
+                               "--out", str(agent)]).exit_code == 0
+    demos = load_demos(expert)
+    logs = []
+    for accum in (1, 4):
+        out = tmp_path / f"accum-{accum}"
+        config = loop.TrainConfig(objective=objective, steps=3, batch_size=4, grad_accum=accum,
+                                  lr=1e-3, bf16=False)
+        loop.train(str(tiny_model), out, config, demos, buffer=demos[:3],
+                   rejected=list(read_records(agent, Trajectory)), reference=str(tiny_model))
+        logs.append([json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()])
+    whole, one_by_one = logs
+    assert [m["tokens"] for m in whole] == [m["tokens"] for m in one_by_one]
+    assert [m["loss"] for m in whole] == pytest.approx([m["loss"] for m in one_by_one],
+                                                       rel=1e-4)
+    assert len({m["loss"] for m in whole}) == 3  # the steps moved the model
+
+
+def test_auto_grad_accum_is_one_demo_per_pass_on_cpu_only() -> None:
+    from hsl_tools.train.loop import TrainConfig
+
+    auto = TrainConfig(batch_size=16, grad_accum="auto")
+    auto.check()
+    assert auto.passes(torch.device("cpu")) == 16
+    assert auto.passes(torch.device("cuda")) == 1
+    assert TrainConfig(batch_size=16, grad_accum="4").passes(torch.device("cpu")) == 4
+    for bad in (3, 0, "many"):
+        with pytest.raises(ValueError, match="neither auto nor a divisor of the batch size 16"):
+            TrainConfig(batch_size=16, grad_accum=bad).check()

@@ -47,7 +47,10 @@ class TrainConfig:
     steps: int | None = None  # optimisation steps; else `epochs` over the ground-truth demos
     epochs: float = 3.0
     batch_size: int = 32
-    grad_accum: int = 1
+    # micro-batches per step (the step's batch is cut into them; the step is the same); "auto":
+    # one demo per pass on a CPU, where padding costs its full compute (~2x, `just bench`), the
+    # whole batch in one pass on a GPU
+    grad_accum: int | str = "auto"
     lr: float = 2e-5
     schedule: str = "constant"  # or "cosine": decays to lr/10 over the run
     warmup: int = 0  # steps of linear warm-up
@@ -71,9 +74,17 @@ class TrainConfig:
                              f"(valid: {', '.join(OBJECTIVES)})")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r} (valid: constant, cosine)")
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"batch size {self.batch_size} is not a multiple of grad_accum "
-                             f"{self.grad_accum}")
+        if self.grad_accum != "auto" and not (str(self.grad_accum).isdigit()
+                                              and int(self.grad_accum) > 0
+                                              and self.batch_size % int(self.grad_accum) == 0):
+            raise ValueError(f"grad_accum {self.grad_accum!r} is neither auto nor a divisor of "
+                             f"the batch size {self.batch_size}")
+
+    def passes(self, device: torch.device) -> int:
+        """Micro-batches per step on `device`."""
+        if self.grad_accum == "auto":
+            return self.batch_size if device.type == "cpu" else 1
+        return int(self.grad_accum)
 
 
 def _epochs(n: int, gen: torch.Generator) -> Iterator[int]:
@@ -141,6 +152,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     gen = torch.Generator().manual_seed(config.seed + state.get("step", 0))
     order = _epochs(len(gt), gen)
     hindsight: list[Encoded] = []
+    weights = None
     if config.objective == "hsl":
         if not buffer:
             raise ValueError("HSL needs a non-empty hindsight buffer")
@@ -156,7 +168,8 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
         ref_model.to(accelerator.device).eval().requires_grad_(False)
     total = config.steps or math.ceil(config.epochs * len(gt) / config.batch_size)
     done = state.get("step", 0)
-    micro = config.batch_size // config.grad_accum
+    passes = config.passes(accelerator.device)
+    micro = config.batch_size // passes
     metrics: dict[str, float] = {}
     pad = tokenizer.pad_token_id
     with progress_bar(f"train {config.objective}", total=total) as bar:
@@ -168,38 +181,36 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                 group["lr"] = lr
             parts: dict[str, float] = {"loss": 0.0}
             tokens = 0
-            for _ in range(config.grad_accum):
+            drawn = _draw(config, gen, order, weights, len(pairs))
+            for k in range(passes):
+                picked = {name: ids[k * micro:(k + 1) * micro] for name, ids in drawn.items()}
                 if config.objective == "dpo":
-                    chosen, rejected_ = zip(*[pairs[i] for i in torch.randint(
-                        len(pairs), (micro,), generator=gen).tolist()], strict=True)
+                    chosen, rejected_ = zip(*[pairs[i] for i in picked["pairs"]], strict=True)
                     batches = [collate(list(b), pad, accelerator.device)
                                for b in (chosen, rejected_)]
                     with torch.no_grad():
                         ref = [sequence_logp(ref_model, b) for b in batches]
                     pol = [sequence_logp(model, b) for b in batches]
                     loss = dpo_loss(pol[0], pol[1], ref[0], ref[1], config.beta)
-                    _add_dpo_drift(parts, pol, ref, config.grad_accum)
+                    _add_dpo_drift(parts, pol, ref, passes)
                     tokens += sum(int(b["attention_mask"].sum()) for b in batches)
                 else:
-                    sft_batch = collate([gt[next(order)] for _ in range(micro)], pad,
-                                        accelerator.device)
+                    sft_batch = collate([gt[i] for i in picked["gt"]], pad, accelerator.device)
                     sft = demo_nll(model, sft_batch)
                     tokens += int(sft_batch["attention_mask"].sum())
                     loss = sft.mean()
                     parts["loss_sft"] = parts.get("loss_sft", 0.0) + sft.mean().item() \
-                        / config.grad_accum
+                        / passes
                     if config.objective == "hsl":
-                        picks = torch.multinomial(weights, micro, replacement=True,
-                                                  generator=gen).tolist()
-                        hs_batch = collate([hindsight[i] for i in picks], pad,
+                        hs_batch = collate([hindsight[i] for i in picked["hindsight"]], pad,
                                            accelerator.device)
                         hs = demo_nll(model, hs_batch)
                         tokens += int(hs_batch["attention_mask"].sum())
                         loss = hsl_loss(sft, hs, config.lam)
                         parts["loss_hsl"] = parts.get("loss_hsl", 0.0) + hs.mean().item() \
-                            / config.grad_accum
-                accelerator.backward(loss / config.grad_accum)
-                parts["loss"] += loss.item() / config.grad_accum
+                            / passes
+                accelerator.backward(loss / passes)
+                parts["loss"] += loss.item() / passes
             optimizer.step()
             optimizer.zero_grad()
             seconds = time.perf_counter() - started
@@ -218,6 +229,20 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total)
     return metrics
+
+
+def _draw(config: TrainConfig, gen: torch.Generator, order: Iterator[int],
+          weights: torch.Tensor | None, n_pairs: int) -> dict[str, list[int]]:
+    """The indices one step trains on, drawn whole before it is cut into micro-batches, so
+    that `grad_accum` changes memory and speed, not which demos the step sees."""
+    n = config.batch_size
+    if config.objective == "dpo":
+        return {"pairs": torch.randint(n_pairs, (n,), generator=gen).tolist()}
+    drawn = {"gt": [next(order) for _ in range(n)]}
+    if config.objective == "hsl":
+        drawn["hindsight"] = torch.multinomial(weights, n, replacement=True,
+                                               generator=gen).tolist()
+    return drawn
 
 
 def _add_dpo_drift(parts: dict[str, float], policy: list[torch.Tensor],
