@@ -199,16 +199,14 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                     sft = demo_nll(model, sft_batch)
                     tokens += int(sft_batch["attention_mask"].sum())
                     loss = sft.mean()
-                    parts["loss_sft"] = parts.get("loss_sft", 0.0) + sft.mean().item() \
-                        / passes
+                    parts["loss_sft"] = parts.get("loss_sft", 0.0) + sft.mean().item() / passes
                     if config.objective == "hsl":
                         hs_batch = collate([hindsight[i] for i in picked["hindsight"]], pad,
                                            accelerator.device)
                         hs = demo_nll(model, hs_batch)
                         tokens += int(hs_batch["attention_mask"].sum())
                         loss = hsl_loss(sft, hs, config.lam)
-                        parts["loss_hsl"] = parts.get("loss_hsl", 0.0) + hs.mean().item() \
-                            / passes
+                        parts["loss_hsl"] = parts.get("loss_hsl", 0.0) + hs.mean().item() / passes
                 accelerator.backward(loss / passes)
                 parts["loss"] += loss.item() / passes
             optimizer.step()
