@@ -29,6 +29,7 @@ from hsl_tools.records import (
     write_json,
     write_records,
 )
+from hsl_tools.run_lock import FolderInUse
 from hsl_tools.show import print_trajectory
 
 if TYPE_CHECKING:
@@ -512,7 +513,7 @@ def main() -> None:
     """Console entry point: expected failures print one line, not a traceback."""
     try:
         app()
-    except (RecordError, ValueError, FileNotFoundError, EnvError) as e:
+    except (RecordError, ValueError, FileNotFoundError, EnvError, FolderInUse) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

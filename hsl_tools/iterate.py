@@ -30,6 +30,7 @@ from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import Demo, Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import make_relabeler
 from hsl_tools.relabel.stages import mask, relabel
+from hsl_tools.run_lock import exclusive
 from hsl_tools.train.data import load_demos, push
 from hsl_tools.train.loop import TrainConfig, train
 
@@ -176,7 +177,12 @@ def write_recipe(recipe: Recipe) -> None:
 
 def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dict[str, Any]:
     """Run (or continue) a recipe, or only its SFT and eval-sft (`until_sft`); returns the
-    evaluations by name."""
+    evaluations by name. A second process on the same run folder is refused (FolderInUse)."""
+    with exclusive(Path(recipe.run.dir)):
+        return _run_stages(recipe, console, until_sft)
+
+
+def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, Any]:
     run = Path(recipe.run.dir)
     write_recipe(recipe)
     env = make_env(recipe.run.env, max_steps=recipe.run.max_steps)

@@ -284,3 +284,26 @@ def test_auto_grad_accum_is_one_demo_per_pass_on_cpu_only() -> None:
     for bad in (3, 0, "many"):
         with pytest.raises(ValueError, match="neither auto nor a divisor of the batch size 16"):
             TrainConfig(batch_size=16, grad_accum=bad).check()
+
+
+def test_a_second_process_on_a_run_folder_is_refused(tmp_path: Path) -> None:
+    """While one process runs a folder, `hsl iterate` on it stops before writing anything and
+    names the holder; a holder killed with SIGKILL leaves no lock behind."""
+    import os
+    import subprocess
+    import sys
+
+    from hsl_tools.run_lock import FolderInUse, exclusive
+
+    run = tmp_path / "run"
+    with exclusive(run):
+        result = CliRunner().invoke(app, two_iterations(run))
+        assert isinstance(result.exception, FolderInUse)
+        assert f"{run} is in use by another hsl process (pid {os.getpid()})" in str(
+            result.exception)
+    assert [p.name for p in run.iterdir()] == [".lock"]
+    holder = ("import os, sys\nfrom pathlib import Path\nfrom hsl_tools.run_lock import "
+              "exclusive\nwith exclusive(Path(sys.argv[1])):\n    os.kill(os.getpid(), 9)\n")
+    assert subprocess.run([sys.executable, "-c", holder, str(run)]).returncode == -9
+    with exclusive(run):  # the dead holder's lock went with it
+        pass

@@ -1,0 +1,36 @@
+"""One process per run folder. A second `hsl iterate` (or grid worker) on a folder already being
+run would interleave its writes with the first's, so a run holds an exclusive lock on
+RUN/.lock while it works. The kernel drops the lock when the holder dies, however it dies, so a
+killed run never leaves a stale lock to clear by hand."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class FolderInUse(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold FOLDER/.lock for the block; raise FolderInUse, naming the holder's pid, if it is
+    held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise FolderInUse(f"{folder} is in use by another hsl process (pid {holder}); let "
+                              "it finish or stop it, then run again to continue") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
