@@ -33,4 +33,25 @@ def exclusive(folder: Path) -> Iterator[None]:
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        yield
+        try:
+            yield
+        finally:  # a holder that ends (not one killed) leaves no pid behind
+            f.seek(0)
+            f.truncate()
+
+
+def holder(folder: Path) -> int | None:
+    """The pid of the live process holding the folder, else None. Read from the lock file, not
+    by trying the lock, which would refuse the holder's own start for that instant. (A killed
+    holder's pid stays in the file; a dead pid counts as none.)"""
+    try:
+        pid = int((folder / ".lock").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return pid

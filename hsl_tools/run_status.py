@@ -11,6 +11,11 @@ from pathlib import Path
 
 from hsl_tools.evaluate import read_summary, success_line
 from hsl_tools.iterate import Recipe, finished
+from hsl_tools.run_lock import holder
+
+# stages in which a live process holds the run; between them (e.g. "SFT done" while a grid
+# trains the other SFTs) none need be
+WORKING = ("SFT", "SFT evaluation", "HSL", "final evaluation", "DPO", "DPO evaluation")
 
 
 @dataclass
@@ -63,6 +68,8 @@ def run_status(recipe: Recipe) -> RunStatus:
     evaluation = newest_evaluation(recipe)
 
     def status(stage: str, progress: str = "") -> RunStatus:
+        if stage in WORKING and holder(run) is None:  # e.g. a grid stopped mid-way
+            progress = f"{progress}, not running" if progress else "not running"
         return RunStatus(stage, progress, evaluation)
 
     if finished(recipe):

@@ -293,7 +293,7 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from hsl_tools.run_lock import FolderInUse, exclusive
+    from hsl_tools.run_lock import FolderInUse, exclusive, holder
 
     run = tmp_path / "run"
     with exclusive(run):
@@ -302,8 +302,10 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path: Path) -> None:
         assert f"{run} is in use by another hsl process (pid {os.getpid()})" in str(
             result.exception)
     assert [p.name for p in run.iterdir()] == [".lock"]
-    holder = ("import os, sys\nfrom pathlib import Path\nfrom hsl_tools.run_lock import "
+    killed = ("import os, sys\nfrom pathlib import Path\nfrom hsl_tools.run_lock import "
               "exclusive\nwith exclusive(Path(sys.argv[1])):\n    os.kill(os.getpid(), 9)\n")
-    assert subprocess.run([sys.executable, "-c", holder, str(run)]).returncode == -9
+    assert subprocess.run([sys.executable, "-c", killed, str(run)]).returncode == -9
+    assert (run / ".lock").read_text().strip() and holder(run) is None  # its pid, dead
     with exclusive(run):  # the dead holder's lock went with it
-        pass
+        assert holder(run) == os.getpid()
+    assert holder(run) is None

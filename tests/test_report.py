@@ -24,6 +24,7 @@ from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.report import load_runs, markdown, outcome, write_report
+from hsl_tools.run_lock import exclusive
 from hsl_tools.run_status import run_status
 
 
@@ -267,12 +268,13 @@ def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
               (lambda: write("dpo/done"), ("DPO evaluation", "", "eval-final")),
               (lambda: write("eval-dpo/summary.json", 3),
                ("done", "", "eval-dpo: seen 37.5%, unseen 0.0%"))]
-    for step, (stage, progress, evaluation) in stages:
-        step()
-        status = run_status(recipe)
-        assert (status.stage, status.progress) == (stage, progress)
-        assert status.evaluation.startswith(evaluation) and bool(status.evaluation) == bool(
-            evaluation)
+    with exclusive(run):  # as the process that runs it would
+        for step, (stage, progress, evaluation) in stages:
+            step()
+            status = run_status(recipe)
+            assert (status.stage, status.progress) == (stage, progress)
+            assert status.evaluation.startswith(evaluation) and bool(status.evaluation) == bool(
+                evaluation)
     result = CliRunner().invoke(app, ["grid", str(tmp_path / "grid.toml"), "--status"],
                                 terminal_width=120)
     assert result.exit_code == 0, result.output
@@ -280,6 +282,10 @@ def test_status_follows_a_run_through_its_stages(tmp_path: Path) -> None:
     assert re.search(r"b-s1 +not started", result.output)
     assert "1 of 2 run(s) done" in result.output
     assert not (tmp_path / "g" / "b-s1").exists()  # looking wrote nothing
+    # the same run mid-stage with no process holding it (the grid stopped, or was killed)
+    for path in ("eval-dpo/summary.json", "dpo/done"):
+        (run / path).unlink()
+    assert run_status(recipe).progress == "3/5 steps, ~3 min left, not running"
 
 
 def test_a_shared_sft_replaces_what_a_killed_copy_left(tmp_path: Path) -> None:
