@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from rich.console import Console
 
 from hsl_tools.agent import make_policy
@@ -43,6 +43,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Trains(_Section):
+    """A training stage's step: `batch_size` demos in `grad_accum` micro-batches (checked when
+    the recipe loads, not hours later when the stage starts)."""
+
+    batch_size: int = 32
+    grad_accum: GradAccum = "auto"
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> _Trains:
+        if self.grad_accum != "auto" and (self.grad_accum < 1
+                                          or self.batch_size % self.grad_accum):
+            raise ValueError(f"grad_accum {self.grad_accum} does not divide batch_size "
+                             f"{self.batch_size}")
+        return self
+
+
 class RunSection(_Section):
     dir: str
     label: str | None = None  # the method's name in reports (default: from the settings)
@@ -57,19 +73,17 @@ class ModelSection(_Section):
     batch_size: int = 32  # rollout batch
 
 
-class SFTSection(_Section):
+class SFTSection(_Trains):
     demos: int = 200
     steps: int | None = None
     epochs: float = 3.0
-    batch_size: int = 32
-    grad_accum: GradAccum = "auto"
     lr: float = 2e-5
     schedule: str = "constant"
     warmup: int = 0
     lora_r: int = 0
 
 
-class HSLSection(_Section):
+class HSLSection(_Trains):
     iterations: int = 0
     collect: int = 18
     temperature: float = 0.7
@@ -79,8 +93,6 @@ class HSLSection(_Section):
     relabeler: str = "rules"
     masker: str = "rules"
     steps: int = 4
-    batch_size: int = 32
-    grad_accum: GradAccum = "auto"
     lr: float = 2e-5
     lam: float = 0.3
     alpha: float = 0.8
@@ -92,14 +104,13 @@ class HSLSection(_Section):
     keep_checkpoints: bool = False
 
 
-class DPOSection(_Section):
+class DPOSection(_Trains):
     """ETO's DPO after SFT (or after the HSL iterations: DPO+HSL): the agent plays the
     ground-truth tasks; each failure is paired with the expert demo of its task."""
 
     steps: int = 0  # 0: no DPO stage
     tasks: int | None = None  # ground-truth tasks the agent plays for pairs (a seeded sample)
     batch_size: int = 16
-    grad_accum: GradAccum = "auto"
     # 1e-4 collapsed the tiny agent within 5 steps (chosen and rejected likelihoods both
     # fell; docs/RESULTS.md); at 1e-5 the chosen side holds. Pretrained models want less.
     lr: float = 1e-5

@@ -171,6 +171,12 @@ def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
                                         '[cells.bad]\nhsl = { lamda = 0.5 }\n')
     with pytest.raises(ValueError, match=r"cells.bad: hsl.lamda"):
         load_grid(tmp_path / "grid.toml")
+    # a micro-batch count that does not divide the batch fails when the grid loads
+    (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n[cells.bad]\n'
+                                        'sft = { batch_size = 16, grad_accum = 3 }\n')
+    with pytest.raises(ValueError, match=r"cells.bad: sft: .*grad_accum 3 does not divide "
+                                         r"batch_size 16"):
+        load_grid(tmp_path / "grid.toml")
 
 
 def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
