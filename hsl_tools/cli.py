@@ -356,6 +356,9 @@ def grid(
     path: Annotated[Path, typer.Argument(help="Grid TOML (see recipes/grid-household.toml).")],
     only: Annotated[list[str] | None, typer.Option(
         help="Run only the runs whose name starts with this (repeatable).")] = None,
+    seed: Annotated[list[int] | None, typer.Option(
+        help="Run only the runs of this seed (repeatable): one seed's row of every cell.")
+    ] = None,
     report: Annotated[Path | None, typer.Option(
         help="Write `hsl report` of the grid's runs to this folder at the end.")] = None,
     jobs: Annotated[int, typer.Option(
@@ -375,10 +378,10 @@ def grid(
     from hsl_tools.grid import GridFailed, run_grid
 
     if status:
-        _grid_status(path, only)
+        _grid_status(path, only, seed)
         return
     try:
-        runs = run_grid(path, console, only, jobs)
+        runs = run_grid(path, console, only, jobs, seed)
     except GridFailed as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -386,7 +389,7 @@ def grid(
         _report(runs, report)
 
 
-def _grid_status(path: Path, only: list[str] | None) -> None:
+def _grid_status(path: Path, only: list[str] | None, seeds: list[int] | None) -> None:
     """Print a table of where each run of the grid stands."""
     from rich import box
     from rich.table import Table
@@ -400,7 +403,7 @@ def _grid_status(path: Path, only: list[str] | None) -> None:
     table.add_column("progress")
     table.add_column("newest evaluation")
     done = 0
-    for name, recipe in select(load_grid(path)[1], only).items():
+    for name, recipe in select(load_grid(path)[1], only, seeds).items():
         s = run_status(recipe)
         done += s.stage == "done"
         table.add_row(name, s.stage, s.progress, s.evaluation)

@@ -76,10 +76,13 @@ def load_grid(path: Path) -> tuple[Grid, dict[str, Recipe]]:
     return grid, recipes
 
 
-def select(recipes: dict[str, Recipe], only: list[str] | None) -> dict[str, Recipe]:
-    """The runs whose name starts with one of `only` (all of them without it)."""
+def select(recipes: dict[str, Recipe], only: list[str] | None,
+           seeds: list[int] | None = None) -> dict[str, Recipe]:
+    """The runs whose name starts with one of `only` and whose seed is one of `seeds` (either
+    filter left out passes every run)."""
     return {name: r for name, r in recipes.items()
-            if not only or any(name.startswith(o) for o in only)}
+            if (not only or any(name.startswith(o) for o in only))
+            and (not seeds or r.run.seed in seeds)}
 
 
 def start_key(recipe: Recipe) -> str:
@@ -91,11 +94,11 @@ def start_key(recipe: Recipe) -> str:
 
 
 def run_grid(path: Path, console: Console, only: list[str] | None = None,
-             jobs: int = 1) -> list[Path]:
+             jobs: int = 1, seeds: list[int] | None = None) -> list[Path]:
     """Run every (cell, seed) of the grid, `jobs` runs at a time, sharing SFT stages: first
     one run per distinct start trains and evaluates its SFT, which is copied to the runs that
     start alike, then every run goes to its end. Returns the run dirs."""
-    chosen = select(load_grid(path)[1], only)
+    chosen = select(load_grid(path)[1], only, seeds)
     groups: dict[str, list[str]] = {}
     for name, recipe in chosen.items():
         groups.setdefault(start_key(recipe), []).append(name)

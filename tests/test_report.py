@@ -18,7 +18,7 @@ from hsl_tools.cli import app
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
 from hsl_tools.goals import Goal, GoalType
-from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid, share_cores
+from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid, select, share_cores
 from hsl_tools.iterate import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
@@ -167,6 +167,10 @@ def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
     # [common] applies to every cell; a cell's own value wins
     assert (r.hsl.lam, r.hsl.iterations, recipes["p25-s1"].hsl.iterations) == (0.5, 2, 3)
     assert r.methods()["eval-final"] == "SFT+HSL NoMask"
+    # --only picks by name prefix, --seed by seed; together, both must hold
+    assert list(select(recipes, None, [2])) == ["p25-s2", "p25-nomask-s2"]
+    assert list(select(recipes, ["p25-nomask"], [1])) == ["p25-nomask-s1"]
+    assert list(select(recipes, ["p25"], None)) == list(recipes)
     (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n'
                                         '[cells.bad]\nhsl = { lamda = 0.5 }\n')
     with pytest.raises(ValueError, match=r"cells.bad: hsl.lamda"):
