@@ -413,8 +413,11 @@ def _grid_status(path: Path, only: list[str] | None, seeds: list[int] | None) ->
 
 @app.command("report")
 def report_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders of hsl iterate / hsl grid.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and PNGs.")],
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run folders of hsl iterate / hsl grid, or runs.json files of earlier reports "
+             "(a run named again replaces its earlier record).")],
+    out: Annotated[Path, typer.Option("--out", "-o",
+                                      help="Folder for report.md, PNGs and runs.json.")],
     oracle: Annotated[bool, typer.Option(
         help="Replay trajectories for the oracle's view: every iteration's relabel accuracy, "
              "and what failed evaluation episodes achieved instead.")] = True,
@@ -423,7 +426,10 @@ def report_cmd(
 
     Success vs demos per method, ablations, goal types, relabel accuracy, failures, iterations.
 
+    OUT/runs.json keeps each run's share, so a later report needs no run folder for it.
+
     Example: hsl report runs/grid/* --out docs/results
+    Example: hsl report docs/results/runs.json runs/grid/*-s2026 --out docs/results
     """
     _report(runs, out, oracle)
 

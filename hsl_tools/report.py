@@ -1,7 +1,8 @@
 """`hsl report`: tables and plots from finished runs, in the shape of the paper's figures.
 
-Reads only what runs leave on disk (recipe.json, eval-*/summary.json, iter-*/...), groups
-evaluations by (method, number of ground-truth demos) and gives mean ± std over seeds:
+Reads only what runs leave on disk (recipe.json, eval-*/summary.json, iter-*/...) or an
+earlier report's runs.json, groups evaluations by (method, number of ground-truth demos) and
+gives mean ± std over seeds:
 
     success.png          success vs ground-truth demos per method (paper Figure 3)
     ablations.png        every method at the smallest budget side by side (Figure 4)
@@ -12,6 +13,8 @@ evaluations by (method, number of ground-truth demos) and gives mean ± std over
                          episodes achieved instead (the oracle's goals: the raw material of HSL),
                          and the HSL rollouts by ten iterations (thousands of episodes: a less
                          noisy view of learning than 64-episode evaluations)
+    runs.json            what each run adds to the report (a few kB a run): a later report
+                         reads it in place of the run folders, pooled with others
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
 
 from hsl_tools.envs.base import make_env
 from hsl_tools.envs.household.world import NOTHING
 from hsl_tools.evaluate import read_summary
 from hsl_tools.goals import Goal
-from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
+from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records, write_json
 from hsl_tools.relabel.check import check, rates
 
 SPLITS = ("seen", "unseen")
@@ -40,23 +45,49 @@ def _short(kinds: list[str]) -> list[str]:
     return [SHORT.get(k, k[:12]) for k in kinds]
 
 
-@dataclass
-class Point:
-    """One evaluation of one run."""
+class Point(BaseModel):
+    """One evaluation of one run, and its episodes by outcome (see `outcome`; oracle only)."""
 
     method: str
     demos: int
     seed: int
     run: str
     summary: dict[str, dict[str, dict[str, float]]]
+    outcomes: Counter[str] = Counter()
 
     def success(self, split: str, group: str = "all") -> float | None:
         cell = self.summary.get(split, {}).get(group)
         return None if cell is None else cell["success"]
 
 
+class RunRecord(BaseModel):
+    """What one run adds to a report. A report keeps these in its folder (runs.json), so a
+    later report can pool runs whose folders are gone or on other machines."""
+
+    dir: str  # the run's folder as its recipe names it: the same run wherever it is read
+    points: list[Point] = []
+    # (method label, iteration, success by split): the evaluations along the HSL iterations
+    curve: list[tuple[str, int, dict[str, float]]] = []
+    # (method label, final minus this run's own SFT by split)
+    gains: list[tuple[str, dict[str, float]]] = []
+    gt_types: Counter[str] = Counter()
+    relabeled_types: Counter[str] = Counter()
+    relabel_counts: dict[str, Counter[str]] = {}
+    # (method label, first iteration of a block of ten, rollout counts; see `_add_rollouts`)
+    rollouts: list[tuple[str, int, Counter[str]]] = []
+
+
+class RunArchive(BaseModel):
+    """runs.json: a report's run records by the run's folder (`RunRecord.dir`)."""
+
+    schema_: Literal["hsl.report-runs/1"] = Field("hsl.report-runs/1", alias="schema")
+    runs: dict[str, RunRecord]
+
+
 @dataclass
 class RunData:
+    """The runs of a report pooled: what the tables and figures show."""
+
     points: list[Point] = field(default_factory=list)
     # ("method, N demos", iteration) -> successes by split, over runs and seeds
     curve: dict[tuple[str, int], dict[str, list[float]]] = field(
@@ -94,49 +125,104 @@ def outcome(trajectory: Trajectory, achieved: dict[Goal, int]) -> str:
 OUTCOMES = ("won", "same object", "other goal", "nothing")
 
 
-def load_runs(runs: list[Path], oracle: bool = True) -> RunData:
-    """Everything the report shows, from run folders (unfinished evaluations are skipped).
-    A method at one budget and seed counts once: runs that share an SFT stage all carry its
-    evaluation. Runs that differ in settings the method name does not show need `run.label`.
-    `oracle` replays trajectories for relabel accuracy and evaluation outcomes."""
+def load_runs(sources: list[Path], oracle: bool = True) -> RunData:
+    """Everything the report shows, from run folders and earlier reports' runs.json files
+    (a run read again, from either, replaces its earlier record). A method at one budget and
+    seed counts once: runs that share an SFT stage all carry its evaluation. Runs that differ
+    in settings the method name does not show need `run.label`. `oracle` replays trajectories
+    for relabel accuracy and evaluation outcomes."""
+    return pool(read_records_of(sources, oracle))
+
+
+def read_records_of(sources: list[Path], oracle: bool = True) -> dict[str, RunRecord]:
+    """Run records by run folder, read from run folders or runs.json files, in order."""
+    records: dict[str, RunRecord] = {}
+    for source in sources:
+        found = read_archive(source).runs.values() if source.is_file() else [read_run(
+            source, oracle)]
+        for record in found:
+            records.pop(record.dir, None)  # a later reading replaces it, and takes its place
+            records[record.dir] = record
+    return records
+
+
+def read_archive(path: Path) -> RunArchive:
+    """An earlier report's runs.json, with a one-line error naming the file and field."""
+    try:
+        return RunArchive.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ValueError(f"{path}: {where or 'document'}: {first['msg']} (not a runs.json of "
+                         "hsl report?)") from None
+
+
+def read_run(run: Path, oracle: bool = True) -> RunRecord:
+    """What one run folder adds to a report (unfinished evaluations are skipped)."""
+    path = run / "recipe.json"
+    if not path.exists():
+        raise ValueError(f"{run}: no recipe.json (not a run folder of hsl iterate)")
+    recipe = json.loads(path.read_text(encoding="utf-8"))
+    demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
+    methods: dict[str, str] = recipe["methods"]
+    record = RunRecord(dir=recipe["run"]["dir"])
+    for folder, method in methods.items():
+        if (summary := read_summary(run / folder)) is not None:
+            point = Point(method=method, demos=demos, seed=seed, run=run.name, summary=summary)
+            if oracle and (run / folder / "eval.jsonl").exists():
+                _add_outcomes(point.outcomes, run / folder / "eval.jsonl")
+            record.points.append(point)
+    final = methods.get("eval-final")
+    label = f"{final}, {demos} demos"
+    if final:
+        _add_curve(record, run, label, recipe["hsl"]["iterations"])
+    if (run / "expert.jsonl").exists():
+        record.gt_types.update(_goal_type(t.instruction)
+                               for t in read_records(run / "expert.jsonl", Trajectory))
+    for it in sorted(run.glob("iter-*")):
+        if final and (it / "done").exists() and (it / "agent.jsonl").exists():
+            i = int(it.name[5:])
+            counts: Counter[str] = Counter(last=i)
+            _add_rollouts(counts, it)
+            record.rollouts.append((label, (i - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1, counts))
+        if (it / "demos.jsonl").exists():
+            record.relabeled_types.update(_goal_type(d.instruction)
+                                          for d in read_records(it / "demos.jsonl", Demo))
+        if oracle and (it / "goals.jsonl").exists():
+            report = check(read_records(it / "agent.jsonl", Trajectory),
+                           read_records(it / "goals.jsonl", GoalRecord))
+            for kind, c in report["per_type"].items():
+                record.relabel_counts.setdefault(kind, Counter()).update(
+                    {k: c[k] for k in ("tp", "fp", "fn")})
+    return record
+
+
+def pool(records: dict[str, RunRecord]) -> RunData:
+    """The records of many runs as one report's data; a (method, demos, seed) evaluation
+    that several runs carry (a shared SFT) counts once, from the first."""
     data = RunData()
     seen: set[tuple[str, int, int]] = set()
-    for run in runs:
-        path = run / "recipe.json"
-        if not path.exists():
-            raise ValueError(f"{run}: no recipe.json (not a run folder of hsl iterate)")
-        recipe = json.loads(path.read_text(encoding="utf-8"))
-        demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
-        methods: dict[str, str] = recipe["methods"]
-        for folder, method in methods.items():
-            if (summary := read_summary(run / folder)) is not None and \
-                    (method, demos, seed) not in seen:
-                seen.add((method, demos, seed))
-                data.points.append(Point(method, demos, seed, run.name, summary))
-                if oracle and (run / folder / "eval.jsonl").exists():
-                    _add_outcomes(data.outcomes[f"{method}, {demos} demos"],
-                                  run / folder / "eval.jsonl")
-        final = methods.get("eval-final")
-        if final:
-            _add_curve(data, run, f"{final}, {demos} demos", recipe["hsl"]["iterations"])
-        if (run / "expert.jsonl").exists():
-            data.gt_types.update(_goal_type(t.instruction)
-                                 for t in read_records(run / "expert.jsonl", Trajectory))
-        for it in sorted(run.glob("iter-*")):
-            if final and (it / "done").exists() and (it / "agent.jsonl").exists():
-                i = int(it.name[5:])
-                block = data.rollouts[(f"{final}, {demos} demos",
-                                       (i - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1)]
-                block["last"] = max(block["last"], i)
-                _add_rollouts(block, it)
-            if (it / "demos.jsonl").exists():
-                data.relabeled_types.update(_goal_type(d.instruction)
-                                            for d in read_records(it / "demos.jsonl", Demo))
-            if oracle and (it / "goals.jsonl").exists():
-                report = check(read_records(it / "agent.jsonl", Trajectory),
-                               read_records(it / "goals.jsonl", GoalRecord))
-                for kind, c in report["per_type"].items():
-                    data.relabel_counts[kind].update({k: c[k] for k in ("tp", "fp", "fn")})
+    for record in records.values():
+        for point in record.points:
+            if (point.method, point.demos, point.seed) not in seen:
+                seen.add((point.method, point.demos, point.seed))
+                data.points.append(point)
+                if point.outcomes:
+                    data.outcomes[f"{point.method}, {point.demos} demos"].update(point.outcomes)
+        for method, i, by_split in record.curve:
+            for split, value in by_split.items():
+                data.curve[(method, i)][split].append(value)
+        for method, by_split in record.gains:
+            for split, value in by_split.items():
+                data.gains[method][split].append(value)
+        data.gt_types.update(record.gt_types)
+        data.relabeled_types.update(record.relabeled_types)
+        for kind, counts in record.relabel_counts.items():
+            data.relabel_counts[kind].update(counts)
+        for method, first, counts in record.rollouts:
+            block = data.rollouts[(method, first)]
+            block.update({k: v for k, v in counts.items() if k != "last"})
+            block["last"] = max(block["last"], counts["last"])
     return data
 
 
@@ -160,20 +246,19 @@ def _add_rollouts(counts: Counter[str], iteration: Path) -> None:
         counts["goals"] += sum(1 for _ in read_records(iteration / "goals.jsonl", GoalRecord))
 
 
-def _add_curve(data: RunData, run: Path, method: str, iterations: int) -> None:
+def _add_curve(record: RunRecord, run: Path, method: str, iterations: int) -> None:
     stages = [(0, run / "eval-sft")] + [(int(p.parent.name[5:]), p)
                                         for p in sorted(run.glob("iter-*/eval"))]
     stages.append((iterations, run / "eval-final"))
     for i, folder in stages:
-        summary = read_summary(folder)
-        for split in SPLITS if summary else ():
-            if split in summary:
-                data.curve[(method, i)][split].append(summary[split]["all"]["success"])
+        if summary := read_summary(folder):
+            record.curve.append((method, i, {split: summary[split]["all"]["success"]
+                                             for split in SPLITS if split in summary}))
     sft, final = read_summary(run / "eval-sft"), read_summary(run / "eval-final")
-    for split in SPLITS if sft and final else ():
-        if split in sft and split in final:
-            data.gains[method][split].append(final[split]["all"]["success"] -
-                                             sft[split]["all"]["success"])
+    if sft and final:
+        record.gains.append((method, {split: final[split]["all"]["success"] -
+                                      sft[split]["all"]["success"]
+                                      for split in SPLITS if split in sft and split in final}))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -351,13 +436,17 @@ def plots(data: RunData, out: Path) -> list[Path]:
     return written
 
 
-def write_report(runs: list[Path], out: Path, oracle: bool = True) -> list[Path]:
-    """report.md and the PNG figures for these runs in `out`; returns the files written."""
-    if not runs:
+def write_report(sources: list[Path], out: Path, oracle: bool = True) -> list[Path]:
+    """report.md, the PNG figures and runs.json (the run records, which a later report can
+    read in place of the run folders) in `out`; returns the files written."""
+    if not sources:
         raise ValueError("no run folders given")
-    data = load_runs(runs, oracle)
+    records = read_records_of(sources, oracle)
+    data = pool(records)
     if not data.points:
         raise ValueError("none of the runs has a finished evaluation yet")
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(markdown(data), encoding="utf-8")
-    return [out / "report.md", *plots(data, out)]
+    archive = RunArchive(runs=records).model_dump(mode="json", by_alias=True)
+    write_json(out / "runs.json", archive)
+    return [out / "report.md", *plots(data, out), out / "runs.json"]

@@ -61,7 +61,7 @@ def test_report_writes_the_table_and_every_plot(runs: list[Path], tmp_path: Path
     files = write_report(runs, tmp_path / "out")
     names = {f.name for f in files}
     assert names == {"report.md", "success.png", "ablations.png", "goal_types.png",
-                     "relabel_accuracy.png", "iterations.png"}
+                     "relabel_accuracy.png", "iterations.png", "runs.json"}
     for f in files:
         assert f.stat().st_size > 1000
         if f.suffix == ".png":
@@ -69,6 +69,21 @@ def test_report_writes_the_table_and_every_plot(runs: list[Path], tmp_path: Path
     text = (tmp_path / "out" / "report.md").read_text()
     for method in ("| SFT | 4 |", "| SFT+HSL | 8 |", "| SFT+HSL NoMask | 4 |"):
         assert method in text
+
+
+def test_a_report_reads_an_earlier_reports_runs_json_in_place_of_the_folders(
+        runs: list[Path], tmp_path: Path) -> None:
+    """runs.json keeps every run's share of the report (oracle views included), so runs whose
+    folders are gone pool with runs still on disk; a run read twice counts once."""
+    write_report(runs[:4], tmp_path / "first")
+    whole = markdown(load_runs(runs))
+    assert markdown(load_runs([tmp_path / "first" / "runs.json", *runs[4:]])) == whole
+    # the folders again after the archive: each replaces its record, nothing counts twice
+    assert markdown(load_runs([tmp_path / "first" / "runs.json", *runs])) == whole
+    assert markdown(load_runs(runs[:4])) != whole
+    (tmp_path / "bad.json").write_text('{"schema": "hsl.report-runs/1", "runs": {"x": {}}}')
+    with pytest.raises(ValueError, match=r"bad.json: runs.x.dir: Field required"):
+        load_runs([tmp_path / "bad.json"])
 
 
 def test_report_numbers_are_the_runs_means(runs: list[Path]) -> None:
