@@ -121,8 +121,12 @@ class DPOSection(_Trains):
 class EvalSection(_Section):
     every: int = 0  # 0: only after SFT and at the end
     splits: list[str] = ["seen", "unseen"]
-    n: int | None = None
+    n: int | Literal["all"] | None = None  # the first n tasks of each split; "all" or unset: all
     batch_size: int = 32
+
+    def tasks(self) -> int | None:
+        """Tasks per split for `evaluate` (None: the whole split)."""
+        return None if self.n == "all" else self.n
 
 
 class Recipe(_Section):
@@ -202,7 +206,7 @@ def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, 
     def evaluate_at(name: str, checkpoint: Path) -> None:
         folder = run / name
         policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(max_new_tokens=24))
-        summary, _ = evaluate(env, policy, recipe.eval.splits, recipe.eval.n, folder,
+        summary, _ = evaluate(env, policy, recipe.eval.splits, recipe.eval.tasks(), folder,
                               recipe.eval.batch_size)
         evals[name] = summary
         console.print(f"[bold]{name}[/]: {success_line(summary)}")

@@ -190,6 +190,16 @@ def test_grid_cells_and_seeds_make_recipes(tmp_path: Path) -> None:
                                         '[cells.bad]\nhsl = { lamda = 0.5 }\n')
     with pytest.raises(ValueError, match=r"cells.bad: hsl.lamda"):
         load_grid(tmp_path / "grid.toml")
+    # evaluation on whole splits: "all" (TOML has no null to unset a base's n)
+    (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n'
+                                        '[cells.a]\neval = { n = "all" }\n'
+                                        '[cells.b]\neval = { n = 5 }\n')
+    _, recipes = load_grid(tmp_path / "grid.toml")
+    assert (recipes["a-s42"].eval.tasks(), recipes["b-s42"].eval.tasks()) == (None, 5)
+    (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n'
+                                        '[cells.bad]\neval = { n = "most" }\n')
+    with pytest.raises(ValueError, match=r"cells.bad: eval.n"):
+        load_grid(tmp_path / "grid.toml")
     # a micro-batch count that does not divide the batch fails when the grid loads
     (tmp_path / "grid.toml").write_text('base = "base.toml"\ndir = "g"\n[cells.bad]\n'
                                         'sft = { batch_size = 16, grad_accum = 3 }\n')
