@@ -309,3 +309,13 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path: Path) -> None:
     with exclusive(run):  # the dead holder's lock went with it
         assert holder(run) == os.getpid()
     assert holder(run) is None
+
+
+def test_one_process_may_train_in_both_precisions() -> None:
+    """Accelerate refuses a second precision in one process; training in bf16 and then in
+    fp32 (a test suite, a notebook) gets a fresh accelerator state for each."""
+    from hsl_tools.train.loop import _accelerator
+
+    assert _accelerator("bf16").mixed_precision == "bf16"
+    assert _accelerator("no").mixed_precision == "no"
+    assert _accelerator("no").mixed_precision == "no"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
 
 from hsl_tools.llm.hf import load_pretrained
@@ -112,6 +113,18 @@ def _bf16_available() -> bool:
     return bool(probe and probe())
 
 
+def _accelerator(precision: str) -> Accelerator:
+    """An Accelerator in this precision. Accelerate keeps one state per process and refuses
+    another precision later; a lone process (tests, a notebook, a script that trains in both)
+    gets a fresh state, since no training of ours outlives its `train` call. A distributed
+    launch keeps its state: all its trainings are one `accelerate launch` setting."""
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != precision and \
+            PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=1)
+
+
 def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Demo],
           buffer: list[Demo] | None = None, rejected: list[Trajectory] | None = None,
           reference: str | None = None, resume: bool = False,
@@ -121,8 +134,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     optimisation: a fresh AdamW would take a full-size first step every iteration)."""
     config.check()
     bf16 = _bf16_available() if config.bf16 is None else config.bf16
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no",
-                              gradient_accumulation_steps=1)
+    accelerator = _accelerator("bf16" if bf16 else "no")
     state_path = out / "trainer_state.json"
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
     set_seed(config.seed + accelerator.process_index + state.get("step", 0))
@@ -188,7 +200,10 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                     chosen, rejected_ = zip(*[pairs[i] for i in picked["pairs"]], strict=True)
                     batches = [collate(list(b), pad, accelerator.device)
                                for b in (chosen, rejected_)]
-                    with torch.no_grad():
+                    # the reference in the policy's precision: at step 1 the two are the
+                    # same model, so their margins must cancel exactly (bf16 against fp32
+                    # left a bias of ~0.02 nats in every pair)
+                    with torch.no_grad(), accelerator.autocast():
                         ref = [sequence_logp(ref_model, b) for b in batches]
                     pol = [sequence_logp(model, b) for b in batches]
                     loss = dpo_loss(pol[0], pol[1], ref[0], ref[1], config.beta)
