@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
 from hsl_tools.iterate import Recipe, finished, run_recipe, write_recipe
+from hsl_tools.records import first_error
 
 # what a run holds once its SFT stage is done, and can be handed to a run that starts alike;
 # "sft" last: its `done` marker tells a resumed run the whole stage is there
@@ -56,8 +57,7 @@ def load_grid(path: Path) -> tuple[Grid, dict[str, Recipe]]:
     try:
         grid = Grid.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ValueError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ValueError(f"{path}: {first_error(e)}") from None
     base = tomllib.loads((path.parent / grid.base).read_text(encoding="utf-8"))
     recipes = {}
     for cell, changes in grid.cells.items():
@@ -70,9 +70,7 @@ def load_grid(path: Path) -> tuple[Grid, dict[str, Recipe]]:
             try:
                 recipes[name] = Recipe.model_validate(data)
             except ValidationError as e:
-                first = e.errors()[0]
-                raise ValueError(f"{path}: cells.{cell}: {'.'.join(map(str, first['loc']))}: "
-                                 f"{first['msg']}") from None
+                raise ValueError(f"{path}: cells.{cell}: {first_error(e)}") from None
     return grid, recipes
 
 

@@ -27,7 +27,7 @@ from hsl_tools.collect import collect
 from hsl_tools.envs.base import make_env
 from hsl_tools.evaluate import evaluate, success_line
 from hsl_tools.llm.base import GenerationParams
-from hsl_tools.records import Demo, Trajectory, read_records, write_json
+from hsl_tools.records import Demo, Trajectory, first_error, read_records, write_json
 from hsl_tools.relabel.relabelers import make_relabeler
 from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.run_lock import exclusive
@@ -162,8 +162,7 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ValueError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ValueError(f"{path}: {first_error(e)}") from None
 
 
 def _done(folder: Path) -> bool:

@@ -120,11 +120,16 @@ class FailureRecord(Record):
 R = TypeVar("R", bound=Record)
 
 
-def _error_line(path: Path, lineno: int, err: ValidationError) -> str:
+def first_error(err: ValidationError, whole: str = "") -> str:
+    """The first validation error as "field.path: what is wrong" (`whole` names the field
+    when the error is about the document itself)."""
     first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(record)"
+    return f"{'.'.join(str(p) for p in first['loc']) or whole}: {first['msg']}"
+
+
+def _error_line(path: Path, lineno: int, err: ValidationError) -> str:
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{path}:{lineno}: {field}: {first['msg']}{more}"
+    return f"{path}:{lineno}: {first_error(err, '(record)')}{more}"
 
 
 def read_records(path: str | Path, model: type[R]) -> Iterator[R]:

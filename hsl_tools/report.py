@@ -32,7 +32,14 @@ from hsl_tools.envs.base import make_env
 from hsl_tools.envs.household.world import NOTHING
 from hsl_tools.evaluate import read_summary
 from hsl_tools.goals import Goal
-from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records, write_json
+from hsl_tools.records import (
+    Demo,
+    GoalRecord,
+    Trajectory,
+    first_error,
+    read_records,
+    write_json,
+)
 from hsl_tools.relabel.check import check, rates
 
 SPLITS = ("seen", "unseen")
@@ -151,10 +158,8 @@ def read_archive(path: Path) -> RunArchive:
     try:
         return RunArchive.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise ValueError(f"{path}: {where or 'document'}: {first['msg']} (not a runs.json of "
-                         "hsl report?)") from None
+        raise ValueError(f"{path}: {first_error(e, 'document')} (not a runs.json of hsl "
+                         "report?)") from None
 
 
 def read_run(run: Path, oracle: bool = True) -> RunRecord:

@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from hsl_tools.goals import Goal
 from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
-from hsl_tools.records import GoalRecord, Trajectory
+from hsl_tools.records import GoalRecord, Trajectory, first_error
 from hsl_tools.relabel import rules
 from hsl_tools.relabel.prompts import ENV_FAMILY, goal_forms, load_prompt, numbered
 
@@ -133,8 +133,7 @@ def parse_reply(text: str, model: type[M]) -> M:
     try:
         return model.model_validate(extract_json(text))
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ValueError(first_error(e)) from None
 
 
 def normalise_goal(text: str, family: str) -> str | None:
