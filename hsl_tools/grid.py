@@ -142,6 +142,21 @@ def _copy_start(donor: Path, recipe: Recipe) -> None:
         partial.rename(target)
 
 
+def episodes_after_sft(recipe: Recipe) -> int:
+    """Episodes a run plays past its SFT stage (HSL collection, DPO's pair tasks): the bulk
+    of its time, which orders the longest runs first (evaluations are alike across a grid)."""
+    h, d = recipe.hsl, recipe.dpo
+    hsl = 0 if h.data == "none" else h.iterations * h.collect
+    dpo = (d.tasks or recipe.sft.demos) if d.steps else 0
+    return hsl + dpo
+
+
+def longest_first(recipes: dict[str, Recipe]) -> dict[str, Recipe]:
+    """The runs by episodes after SFT, most first (ties keep their order): a long run that
+    started last would keep one worker busy long after the others finished."""
+    return dict(sorted(recipes.items(), key=lambda kv: -episodes_after_sft(kv[1])))
+
+
 def share_cores(jobs: int, runs: int, cores: int) -> tuple[int, int]:
     """(runs at a time, torch threads each): fewer runs than jobs (a stage of few shared
     SFTs) share out all the cores rather than leave some idle."""
@@ -161,6 +176,7 @@ def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Co
         recipes = {name: r for name, r in recipes.items() if name not in done}
     if not recipes:
         return failed
+    recipes = longest_first(recipes)
     if jobs <= 1:
         for n, (name, recipe) in enumerate(recipes.items(), 1):
             console.rule(f"[bold]{name}[/] {stage} ({n}/{len(recipes)})")

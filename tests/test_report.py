@@ -18,7 +18,16 @@ from hsl_tools.cli import app
 from hsl_tools.collect import collect
 from hsl_tools.evaluate import evaluate
 from hsl_tools.goals import Goal, GoalType
-from hsl_tools.grid import GridFailed, _copy_start, load_grid, run_grid, select, share_cores
+from hsl_tools.grid import (
+    GridFailed,
+    _copy_start,
+    episodes_after_sft,
+    load_grid,
+    longest_first,
+    run_grid,
+    select,
+    share_cores,
+)
 from hsl_tools.iterate import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
@@ -250,6 +259,18 @@ def test_grid_jobs_share_out_the_cores() -> None:
     assert share_cores(jobs=9, runs=27, cores=16) == (9, 1)
     assert share_cores(jobs=2, runs=1, cores=2) == (1, 2)  # one SFT: it gets both cores
     assert share_cores(jobs=4, runs=2, cores=16) == (2, 8)
+
+
+def test_grid_starts_its_longest_runs_first() -> None:
+    """On the shipped grid: HSL+DPO (640 + 256 episodes after SFT) first, then the HSL runs
+    in their cells' order, DPO alone, and last the control, which plays no episode."""
+    _, recipes = load_grid(Path(__file__).parents[1] / "recipes" / "grid-household.toml")
+    order = list(longest_first(select(recipes, None, [42])))
+    assert order == ["p100-s42", "p25-s42", "p50-s42", "p25-nomask-s42", "p25-uniweight-s42",
+                     "p25-relabelfailure-s42", "p25-selfimit-s42", "p100-dpo-s42",
+                     "p25-samesteps-s42"]
+    assert [episodes_after_sft(recipes[n]) for n in ("p100-s42", "p25-s42", "p100-dpo-s42",
+                                                     "p25-samesteps-s42")] == [896, 640, 256, 0]
 
 
 def test_a_run_is_finished_when_its_last_evaluation_is_written(tmp_path: Path) -> None:
