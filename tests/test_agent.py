@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from typer.testing import CliRunner
 
 from hsl_tools.agent import ExpertPolicy, LLMPolicy, RandomPolicy, rollout
 from hsl_tools.chat import parse_reply, task_message
 from hsl_tools.cli import app
-from hsl_tools.llm.base import GenerationParams, make_chat_model
+from hsl_tools.llm.base import Conversation, GenerationParams, make_chat_model
 from hsl_tools.records import Trajectory, read_records
+
+if TYPE_CHECKING:
+    from hsl_tools.envs.household import Household, HouseholdEpisode
 
 
 class ExpertTypist:
@@ -22,24 +26,25 @@ class ExpertTypist:
     spec = "typist"
     supports_json_schema = False
 
-    def __init__(self, env) -> None:
+    def __init__(self, env: Household) -> None:
         self.env, self.calls, self.episodes = env, [], {}
 
     # the environment side: remember episodes as rollout starts them
     name, splits, max_steps = "household", ("seen",), 40
 
-    def reset(self, task_id):
+    def reset(self, task_id: str) -> HouseholdEpisode:
         episode = self.env.reset(task_id)
         self.episodes[task_message(episode.instruction, episode.observation)] = episode
         return episode
 
-    def generate(self, conversations, params, sessions=None):
+    def generate(self, conversations: list[Conversation], params: GenerationParams,
+                 sessions: list[str] | None = None) -> list[str]:
         self.calls.append(len(conversations))
         return [f"Thought: next.\nAction: {self.episodes[c[1]['content']].expert_action()}"
                 for c in conversations]
 
 
-def test_batched_rollout_steps_all_episodes_in_lockstep(household) -> None:
+def test_batched_rollout_steps_all_episodes_in_lockstep(household: Household) -> None:
     tasks = household.task_ids("seen", 6)
     typist = ExpertTypist(household)
     batched = list(rollout(typist, tasks, LLMPolicy(typist, react=True), "seen", batch_size=4))
@@ -52,14 +57,14 @@ def test_batched_rollout_steps_all_episodes_in_lockstep(household) -> None:
         tid: [s.action for s in t.steps] for tid, t in expert.items()}
 
 
-def test_rollout_does_not_depend_on_batch_size(household) -> None:
+def test_rollout_does_not_depend_on_batch_size(household: Household) -> None:
     tasks = household.task_ids("train", 10)
     one = {t.id: t for t in rollout(household, tasks, RandomPolicy(3), "train", batch_size=1)}
     many = {t.id: t for t in rollout(household, tasks, RandomPolicy(3), "train", batch_size=8)}
     assert one == many
 
 
-def test_unparseable_reply_costs_a_step(household, tiny_model: Path) -> None:
+def test_unparseable_reply_costs_a_step(household: Household, tiny_model: Path) -> None:
     """The untrained tiny model mostly babbles: every reply still becomes one env step."""
     policy = LLMPolicy(make_chat_model(f"hf:{tiny_model}"), GenerationParams(max_new_tokens=8))
     household_short = type(household)(max_steps=3)
@@ -71,7 +76,7 @@ def test_unparseable_reply_costs_a_step(household, tiny_model: Path) -> None:
                 assert step.observation == "Nothing happens."
 
 
-def test_history_is_cut_to_fit_the_context(household, tiny_model: Path) -> None:
+def test_history_is_cut_to_fit_the_context(household: Household, tiny_model: Path) -> None:
     model = make_chat_model(f"hf:{tiny_model}")
     episode = household.reset("train-00004")
     history = list(next(rollout(household, ["train-00004"], RandomPolicy(0), "train")).steps)
@@ -104,7 +109,7 @@ def test_init_collect_eval_with_a_model(tmp_path: Path) -> None:
     assert summary["seen"]["all"]["success"] == 0.0  # untrained
 
 
-def test_session_cache_changes_nothing_but_speed(household, tiny_model: Path) -> None:
+def test_session_cache_changes_nothing_but_speed(household: Household, tiny_model: Path) -> None:
     """Replies with the prompt cache (sessions) equal replies computed from scratch, also when
     sessions of different lengths share a batch and when a prompt stops extending its cache."""
     model = make_chat_model(f"hf:{tiny_model}")
@@ -114,7 +119,7 @@ def test_session_cache_changes_nothing_but_speed(household, tiny_model: Path) ->
     episodes = [household.reset(t.task_id) for t in trajectories]
     policy = LLMPolicy(model, params)
 
-    def chats(k: int, lag: int = 0):
+    def chats(k: int, lag: int = 0) -> list[Conversation]:
         return [policy.prompt(e, t.steps[:max(0, k - i * lag)])
                 for i, (e, t) in enumerate(zip(episodes, trajectories, strict=True))]
 

@@ -4,6 +4,8 @@ processes, and the rule relabeler judged against the facts. Games come from ../s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from hsl_tools.agent import ExpertPolicy, RandomPolicy, rollout
@@ -11,6 +13,9 @@ from hsl_tools.envs.alfworld.facts import achieved, satisfied
 from hsl_tools.goals import Goal, GoalType
 from hsl_tools.relabel.check import check_relabeler
 from hsl_tools.relabel.relabelers import RuleRelabeler
+
+if TYPE_CHECKING:
+    from hsl_tools.envs.alfworld import Alfworld
 
 LAMP_ROOM = [("atlocation", "agent1", "loc 3"), ("receptacleatlocation", "desk 1", "loc 3"),
              ("inreceptacle", "desklamp 1", "desk 1")]
@@ -48,21 +53,21 @@ def test_achieved_ignores_what_held_at_the_start() -> None:
         Goal(GoalType.PICK_AND_PLACE, "egg", "fridge"): 2}
 
 
-def test_splits_are_etos(alfworld) -> None:
+def test_splits_are_etos(alfworld: Alfworld) -> None:
     assert len(alfworld.task_ids("seen")) == 140
     assert len(alfworld.task_ids("unseen")) == 134
     with pytest.raises(ValueError, match="134 games"):
         alfworld.task_ids("unseen", 135)
 
 
-def one_game_per_type(env, split: str) -> list[str]:
+def one_game_per_type(env: Alfworld, split: str) -> list[str]:
     first: dict[str, str] = {}
     for task in env.task_ids(split):
         first.setdefault(task.split("-")[0], task)
     return list(first.values())
 
 
-def test_walkthrough_wins_and_the_oracle_agrees(alfworld) -> None:
+def test_walkthrough_wins_and_the_oracle_agrees(alfworld: Alfworld) -> None:
     games = one_game_per_type(alfworld, "unseen")
     assert len(games) == 6
     trajectories = list(rollout(alfworld, games, ExpertPolicy(), "unseen", batch_size=6))
@@ -80,14 +85,14 @@ def test_walkthrough_wins_and_the_oracle_agrees(alfworld) -> None:
     assert alfworld.oracle(replayed) == alfworld.oracle(t)
 
 
-def test_handcoded_expert_plays_from_the_facts(alfworld) -> None:
+def test_handcoded_expert_plays_from_the_facts(alfworld: Alfworld) -> None:
     games = one_game_per_type(alfworld, "seen")[:3]
     trajectories = list(rollout(alfworld, games, ExpertPolicy("handcoded"), "seen"))
     assert all(t.steps[0].action == "look" for t in trajectories)  # how it starts, always
     assert sum(t.success for t in trajectories) >= 2
 
 
-def test_workers_are_recycled(alfworld) -> None:
+def test_workers_are_recycled(alfworld: Alfworld) -> None:
     from hsl_tools.envs.alfworld import Alfworld
 
     env = Alfworld(max_loads=2)
@@ -102,7 +107,7 @@ def test_workers_are_recycled(alfworld) -> None:
         env.close()
 
 
-def test_unknown_game_and_missing_data(alfworld, monkeypatch) -> None:
+def test_unknown_game_and_missing_data(alfworld: Alfworld, monkeypatch: pytest.MonkeyPatch) -> None:
     from hsl_tools.envs.alfworld import Alfworld, games
 
     with pytest.raises(ValueError, match="no ALFWorld game 'nope'"):
@@ -112,7 +117,7 @@ def test_unknown_game_and_missing_data(alfworld, monkeypatch) -> None:
         Alfworld().reset(alfworld.task_ids("seen", 1)[0])
 
 
-def test_rule_relabeler_against_the_facts_on_random_play(alfworld) -> None:
+def test_rule_relabeler_against_the_facts_on_random_play(alfworld: Alfworld) -> None:
     """Random admissible actions on real games: every goal the rules name is true, and
     nearly every true goal is named (the full measurement over 120 games is in the notes)."""
     tasks = alfworld.task_ids("seen", 16)

@@ -53,7 +53,8 @@ def test_collect_resumes_without_redoing_finished_tasks(tmp_path: Path) -> None:
     (["--split", "test"], "valid: train, seen, unseen"),
     (["--policy", "genius"], "valid: expert, expert:VARIANT, random"),
 ])
-def test_unknown_names_fail_in_one_line_listing_valid_ones(tmp_path: Path, args, valid) -> None:
+def test_unknown_names_fail_in_one_line_listing_valid_ones(tmp_path: Path, args: list[str],
+                                                           valid: str) -> None:
     result = hsl("collect", *args, "-n", "1", "--out", str(tmp_path / "x.jsonl"))
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and valid in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,8 +15,11 @@ from hsl_tools.envs.household.tasks import SPLIT_SIZES, make_task
 from hsl_tools.envs.household.world import NOTHING, World
 from hsl_tools.goals import Goal, GoalType
 
+if TYPE_CHECKING:
+    from hsl_tools.envs.household import HouseholdEpisode
 
-def play_expert(env: Household, task_id: str):
+
+def play_expert(env: Household, task_id: str) -> tuple[HouseholdEpisode, list[str], list[str]]:
     """The expert's episode on a task, its actions and the observations they got."""
     episode = env.reset(task_id)
     actions, observations = [], []

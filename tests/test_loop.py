@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -13,6 +14,11 @@ from typer.testing import CliRunner
 
 from hsl_tools.cli import app
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
+
+if TYPE_CHECKING:
+    from hsl_tools.collect import CollectStats
+    from hsl_tools.envs.base import Environment
+    from hsl_tools.envs.household import Household
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "household-tiny.toml"
 
@@ -36,7 +42,8 @@ def two_iterations(run: Path) -> list[str]:
                                        for a in ("--set", f"{k}={v}")]
 
 
-def killed_after_two_episodes(monkeypatch, iteration: str | None = None) -> None:
+def killed_after_two_episodes(monkeypatch: pytest.MonkeyPatch, iteration: str | None = None
+                              ) -> None:
     """Make the loop's `collect` play the first two tasks of an iteration's rollout (of
     `iteration` only, e.g. "iter-002", if given) and then raise as if the process were killed;
     later calls, once its agent.jsonl exists, go through."""
@@ -44,7 +51,8 @@ def killed_after_two_episodes(monkeypatch, iteration: str | None = None) -> None
 
     real = iterate.collect
 
-    def collect(out: Path, env, work, *args, **kwargs):
+    def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], *args: Any,
+                **kwargs: Any) -> CollectStats:
         if (iteration is None or out.parent.name == iteration) and not out.exists():
             [(split, tasks)] = work
             real(out, env, [(split, tasks[:2])], *args, **kwargs)
@@ -88,8 +96,8 @@ def test_two_hsl_iterations(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_rollout_ends_as_an_uninterrupted_one(tmp_path: Path,
-                                                               monkeypatch) -> None:
+def test_a_run_killed_mid_rollout_ends_as_an_uninterrupted_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same recipe and seed on one machine give the same run, killed and resumed or not: the
     resumed rollout plays the rest of its episodes in other batches and must sample them as
     before (what "same seeds, same numbers" in docs/RESULTS.md rests on)."""
@@ -173,7 +181,7 @@ def test_dpo_trains_on_expert_vs_failed_pairs(tmp_path: Path, tiny_model: Path) 
 
 
 def test_the_same_steps_control_trains_on_ground_truth_only(tmp_path: Path, tiny_model: Path,
-                                                            household) -> None:
+                                                            household: Household) -> None:
     """hsl.data = "none": no rollouts, no buffer, the same optimisation steps on the ground
     truth alone (the control that tells HSL's data from its extra steps)."""
     from hsl_tools.iterate import Recipe, _iteration
@@ -193,7 +201,8 @@ def test_the_same_steps_control_trains_on_ground_truth_only(tmp_path: Path, tiny
 
 
 def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
-        tmp_path: Path, tiny_model: Path, household, monkeypatch) -> None:
+        tmp_path: Path, tiny_model: Path, household: Household,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """An iteration's success rate is over all its rollouts, the killed attempt's too. The
     policies are stand-ins (random, then the expert) so that some episodes are won."""
     from hsl_tools import iterate
@@ -216,8 +225,8 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
     assert line["trajectories"] == 6 and line["success"] == pytest.approx(4 / 6)
 
 
-def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, tiny_model: Path,
-                                                            monkeypatch) -> None:
+def test_a_killed_training_resumes_from_its_last_checkpoint(
+        tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hsl_tools.train import loop
     from hsl_tools.train.data import load_demos
 
@@ -226,7 +235,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, tiny
     config = loop.TrainConfig(steps=5, batch_size=2, lr=1e-3, save_every=2)
     real = loop.learning_rate
 
-    def killed_at_step_4(config, step, total):
+    def killed_at_step_4(config: loop.TrainConfig, step: int, total: int) -> float:
         if step == 4:
             raise KeyboardInterrupt  # as if the process were killed here
         return real(config, step, total)

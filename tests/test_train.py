@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -24,6 +25,11 @@ from hsl_tools.train.objectives import (
     token_logp,
 )
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from hsl_tools.envs.household import Household
+
 
 def demo(z: list[bool], name: str = "d") -> Demo:
     actions = ["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "look"]
@@ -34,12 +40,13 @@ def demo(z: list[bool], name: str = "d") -> Demo:
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model: Path):
+def tiny(tiny_model: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return (AutoModelForCausalLM.from_pretrained(tiny_model).eval(),
             AutoTokenizer.from_pretrained(tiny_model))
 
 
-def test_labels_cover_exactly_the_relevant_actions(tiny) -> None:
+def test_labels_cover_exactly_the_relevant_actions(
+        tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase]) -> None:
     _, tok = tiny
     enc = encode(tok, demo([True, False, True]))
     labelled = [t for t, lb in zip(enc.input_ids, enc.labels, strict=True) if lb != IGNORE]
@@ -56,7 +63,8 @@ def test_labels_cover_exactly_the_relevant_actions(tiny) -> None:
     assert sum(lb != IGNORE for lb in no_mask.labels) > sum(lb != IGNORE for lb in enc.labels)
 
 
-def test_loss_is_the_mean_over_actions_of_summed_token_nll(tiny) -> None:
+def test_loss_is_the_mean_over_actions_of_summed_token_nll(
+        tiny: tuple[PreTrainedModel, PreTrainedTokenizerBase]) -> None:
     model, tok = tiny
     d = demo([True, False, True])
     batch = collate([encode(tok, d)], tok.pad_token_id)
@@ -122,7 +130,7 @@ def test_dpo_loss_sign_and_value_at_the_reference() -> None:
     assert (policy_chosen.grad < 0).all()  # descending the loss raises the chosen log-prob
 
 
-def test_training_sees_the_prompts_the_agent_sees(household, tiny_model: Path) -> None:
+def test_training_sees_the_prompts_the_agent_sees(household: Household, tiny_model: Path) -> None:
     """Before each action, the training sequence holds exactly the rollout prompt."""
     from hsl_tools.agent import ExpertPolicy, rollout
     from hsl_tools.train.data import from_trajectory

@@ -19,11 +19,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hsl_tools.llm.hf import load_pretrained
 from hsl_tools.progress import progress_bar
@@ -38,6 +40,9 @@ from hsl_tools.train.objectives import (
     sampling_weights,
     sequence_logp,
 )
+
+if TYPE_CHECKING:  # peft is imported only when LoRA is asked for
+    from peft import PeftModel
 
 OBJECTIVES = ("sft", "hsl", "dpo")
 
@@ -271,8 +276,8 @@ def _add_dpo_drift(parts: dict[str, float], policy: list[torch.Tensor],
         parts[name] = parts.get(name, 0.0) + value.item() / micro_batches
 
 
-def _dpo_pairs(tokenizer, ground_truth: list[Demo], rejected: list[Trajectory], max_len: int
-               ) -> list[tuple[Encoded, Encoded]]:
+def _dpo_pairs(tokenizer: PreTrainedTokenizerBase, ground_truth: list[Demo],
+               rejected: list[Trajectory], max_len: int) -> list[tuple[Encoded, Encoded]]:
     """(expert demo, the agent's failed trajectory) for every task that has both."""
     by_task = {d.task_id: d for d in ground_truth if d.task_id}
     pairs = [(encode(tokenizer, by_task[t.task_id], max_len),
@@ -293,7 +298,8 @@ def _trim_log(log: Path, step: int) -> None:
     log.write_text("".join(lines), encoding="utf-8")
 
 
-def save(model, tokenizer, optimizer, out: Path, config: TrainConfig, step: int) -> None:
+def save(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
+         optimizer: torch.optim.Optimizer, out: Path, config: TrainConfig, step: int) -> None:
     """Write the checkpoint file by file through renames; trainer_state.json goes last, so a
     folder with it is whole."""
     staging = out / ".saving"
