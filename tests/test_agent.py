@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from typer.testing import CliRunner
 
 from hsl_tools.agent import ExpertPolicy, LLMPolicy, RandomPolicy, rollout
 from hsl_tools.chat import parse_reply, task_message
 from hsl_tools.cli import app
-from hsl_tools.llm.base import Conversation, GenerationParams, make_chat_model
-from hsl_tools.records import Trajectory, read_records
+from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, make_chat_model
+from hsl_tools.llm.hf import HFChatModel
+from hsl_tools.records import Step, Trajectory, read_records
 
 if TYPE_CHECKING:
     from hsl_tools.envs.household import Household, HouseholdEpisode
@@ -111,21 +114,54 @@ def test_init_collect_eval_with_a_model(tmp_path: Path) -> None:
 
 def test_session_cache_changes_nothing_but_speed(household: Household, tiny_model: Path) -> None:
     """Replies with the prompt cache (sessions) equal replies computed from scratch, also when
-    sessions of different lengths share a batch and when a prompt stops extending its cache."""
-    model = make_chat_model(f"hf:{tiny_model}")
+    sessions of different lengths share a batch, when a prompt stops extending its cache, and
+    when the sessions span several batches of one buffer."""
     params = GenerationParams(max_new_tokens=8)
     trajectories = list(rollout(household, ["train-00005", "train-00006"], RandomPolicy(2),
                                 "train"))
     episodes = [household.reset(t.task_id) for t in trajectories]
-    policy = LLMPolicy(model, params)
+    policy = LLMPolicy(make_chat_model(f"hf:{tiny_model}"), params)  # prompts only
 
     def chats(k: int, lag: int = 0) -> list[Conversation]:
         return [policy.prompt(e, t.steps[:max(0, k - i * lag)])
                 for i, (e, t) in enumerate(zip(episodes, trajectories, strict=True))]
 
-    for k in [0, 1, 2, 5, 3]:  # the last one goes back: no cached prefix fits
-        with_cache = model.generate(chats(k, lag=2), params, sessions=["a", "b"])
-        assert with_cache == [model.generate([c], params)[0] for c in chats(k, lag=2)]
-    assert set(model.cache.entries) == {"a", "b"}
-    model.generate(chats(1)[1:], params, sessions=["b"])
-    assert set(model.cache.entries) == {"b"}  # sessions not named are forgotten
+    for batch_size in (32, 1):
+        model = HFChatModel(str(tiny_model), batch_size=batch_size)
+        for k in [0, 1, 2, 5, 3]:  # the last one goes back: only the common prefix is reused
+            with_cache = model.generate(chats(k, lag=2), params, sessions=["a", "b"])
+            assert with_cache == [model.generate([c], params)[0] for c in chats(k, lag=2)]
+        assert set(model.cache.ids) == {"a", "b"}
+        model.generate(chats(1)[1:], params, sessions=["b"])
+        assert set(model.cache.ids) == {"b"}  # sessions not named are forgotten
+    with pytest.raises(ValueError, match="distinct"):
+        model.generate(chats(1), params, sessions=["a", "a"])
+
+
+def test_a_reply_rendered_as_generated_is_not_run_again(household: Household,
+                                                        tiny_model: Path) -> None:
+    """The cache keeps the reply's states: the next prompt, holding that reply and the
+    observation it got, reuses all of them (the untrained model's reply renders as it was
+    generated), and replies as if computed from scratch."""
+    model = HFChatModel(str(tiny_model))
+    params = GenerationParams(max_new_tokens=12)
+    policy = LLMPolicy(model, params)
+    episode = household.reset("train-00005")
+    first = policy.prompt(episode, [])
+    reply = model.generate([first], params, sessions=["a"])[0]
+    second = policy.prompt(episode, [Step(action=reply, observation="Nothing happens.")])
+    cached = model.cache.ids["a"]
+    assert len(cached) > len(model.prompt_ids(first))  # the prompt and the reply's tokens
+    assert model.cache.reusable("a", model.prompt_ids(second)) == len(cached)
+    assert model.generate([second], params, sessions=["a"]) == model.generate([second], params)
+
+
+def test_hf_refuses_sliding_window_models(tiny_model: Path, tmp_path: Path) -> None:
+    """Its attention masks are full causal ones: a model that attends to a window would get
+    the wrong answers without a word, so it fails at load, naming what to use instead."""
+    model = tmp_path / "windowed"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "sliding_window": 64}))
+    with pytest.raises(ModelError, match="sliding-window attention .*use vllm:"):
+        HFChatModel(str(model))

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import pytest
+import torch
 from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
-from hsl_tools.llm.base import GenerationParams, ModelError, conversation_seed, make_chat_model
+from hsl_tools.llm.base import (
+    ChatModel,
+    Conversation,
+    GenerationParams,
+    ModelError,
+    conversation_seed,
+    make_chat_model,
+)
+from hsl_tools.llm.hf import HFChatModel
 from hsl_tools.llm.openai_backend import OpenAIChatModel
-
-if TYPE_CHECKING:
-    from hsl_tools.llm.base import ChatModel
 
 ASK = [[{"role": "user", "content": q}] for q in
        ["Name a fruit.", "What is 2 + 2?", "Write one word about the sea."]]
@@ -76,6 +82,27 @@ def test_hf_sampled_reply_does_not_depend_on_its_batch(smollm2: Path) -> None:
     model = make_chat_model(f"hf:{smollm2}")
     sampled = GenerationParams(max_new_tokens=8, temperature=1.0, seed=7)
     assert model.generate(ASK, sampled) == [model.generate([c], sampled)[0] for c in ASK]
+
+
+def test_hf_greedy_replies_match_transformers_generate(smollm2: Path) -> None:
+    """Our batched cache (left-aligned rows, own masks and positions, reused states) against
+    transformers' own greedy generate on one conversation at a time: a first turn, then a
+    second that reuses the first's states and its reply."""
+    model = HFChatModel(str(smollm2))
+    params = GenerationParams(max_new_tokens=8)
+
+    def reference(conversation: Conversation) -> str:
+        ids = torch.tensor([model.prompt_ids(conversation)])
+        out = model.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                   max_new_tokens=8, pad_token_id=model.tokenizer.pad_token_id)
+        return model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    sessions = ["a", "b", "c"]
+    first = model.generate(ASK, params, sessions=sessions)
+    assert first == [reference(c) for c in ASK]
+    turns = [[*c, {"role": "assistant", "content": r}, {"role": "user", "content": "Again?"}]
+             for c, r in zip(ASK, first, strict=True)]
+    assert model.generate(turns, params, sessions=sessions) == [reference(c) for c in turns]
 
 
 def test_max_new_tokens_and_stop_strings(chat_model: ChatModel, smollm2: Path) -> None:

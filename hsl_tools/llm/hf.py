@@ -3,14 +3,21 @@
 The default for tests and the embedded demo. No structured outputs: callers validate replies.
 
 Rollouts re-send a growing conversation every step. With `sessions` (one key per
-conversation), the prompt's key/value cache is kept between calls, and a call only runs the
-model over what is new since the last one (the last action and observation): the prompt
-costs O(new tokens) per step instead of O(whole history). A session not named in a call is
-forgotten, and a prompt that does not extend its cached one starts over.
+conversation), the key/value states of each conversation are kept between calls, and a call
+only runs the model over what is new since the last one (the last observation, and the reply
+where the prompt renders it otherwise than it was generated): the prompt costs O(new tokens)
+per step instead of O(whole history). Any common prefix of a prompt and its session's cached
+tokens is reused; a session not named in a call is forgotten.
+
+The states live in one buffer per layer, a row per session, each row's states left-aligned:
+position = column, so RoPE and causality need no padding bookkeeping, and a step writes its
+tokens in place. A batch that stays the same between calls (a rollout between episode ends)
+copies nothing; one that changes gathers its rows once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -59,7 +66,13 @@ class HFChatModel:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
-        self.context_length = getattr(self.model.config, "max_position_embeddings", 2048)
+        config = self.model.config
+        self.context_length = getattr(config, "max_position_embeddings", 2048)
+        window = getattr(config, "sliding_window", None)
+        if window and window < self.context_length:  # our masks are full causal ones
+            raise ModelError(f"{target}: sliding-window attention ({window} of "
+                             f"{self.context_length} positions) is not supported by the hf "
+                             "backend; use vllm:")
         eos = self.model.generation_config.eos_token_id
         self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])
                          } - {None}
@@ -67,43 +80,80 @@ class HFChatModel:
 
     def count_tokens(self, conversation: Conversation) -> int:
         """Prompt length of a conversation, generation prompt included."""
-        return len(self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
-                                                      tokenize=True, return_dict=True
-                                                      )["input_ids"])
+        return len(self.prompt_ids(conversation))
+
+    def prompt_ids(self, conversation: Conversation) -> list[int]:
+        """The tokens a conversation is prompted with, generation prompt included."""
+        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"]
 
     @torch.inference_mode()
     def generate(self, conversations: list[Conversation], params: GenerationParams,
                  sessions: list[str] | None = None) -> list[str]:
         """One reply per conversation; `sessions` keys let the next call reuse this prompt."""
-        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True,
-                                                      tokenize=True, return_dict=True
-                                                      )["input_ids"] for c in conversations]
-        if sessions is not None:
-            if len(sessions) != len(conversations):
-                raise ValueError(f"{len(sessions)} sessions for {len(conversations)} "
-                                 "conversations")
-            self.cache.keep_only(sessions)
+        prompts = [self.prompt_ids(c) for c in conversations]
         seeds = [conversation_seed(params.seed, c) for c in conversations]
-        replies: list[str] = []
+        if sessions is not None:
+            if len(sessions) != len(conversations) or len(set(sessions)) != len(sessions):
+                raise ValueError(f"{len(sessions)} sessions for {len(conversations)} "
+                                 "conversations; they must be distinct, one per conversation")
+            return self._generate(self.cache, sessions, prompts, params, seeds)
+        replies: list[str] = []  # nothing is kept: each batch lays out buffers of its own
         for start in range(0, len(prompts), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            replies += self._run(prompts[chunk], None if sessions is None else sessions[chunk],
-                                 params, seeds[chunk])
+            part = slice(start, start + self.batch_size)
+            keys = [str(i) for i in range(len(prompts[part]))]
+            replies += self._generate(SessionCache(), keys, prompts[part], params, seeds[part])
         return replies
 
-    def _run(self, prompts: list[list[int]], sessions: list[str] | None,
-             params: GenerationParams, seeds: list[int]) -> list[str]:
-        """Prefill what is new of each prompt on top of its cached states, then decode; each
-        row samples from its own generator, so its reply does not depend on the batch."""
-        reuse = [0] * len(prompts) if sessions is None else [
-            self.cache.reusable(s, p) for s, p in zip(sessions, prompts, strict=True)]
-        self._max_new = params.max_new_tokens
-        cache, mask, last = self._prefill(prompts, sessions, reuse)
-        logits, position = last
-        generators = [torch.Generator(self.device).manual_seed(s) for s in seeds]
+    def _generate(self, cache: SessionCache, sessions: list[str], prompts: list[list[int]],
+                  params: GenerationParams, seeds: list[int]) -> list[str]:
+        """Lay the sessions out as the cache's rows, then run `batch_size` rows at a time."""
+        reuse = [cache.reusable(s, p) for s, p in zip(sessions, prompts, strict=True)]
+        # every prompt and reply fits, and one column more for padding to write into
+        capacity = max(map(len, prompts)) + params.max_new_tokens + 1
+        cache.arrange(sessions, reuse, capacity, self._allocate)
+        replies: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            replies += self._run(cache, rows, sessions[rows], prompts[rows], reuse[rows], params,
+                                 seeds[rows])
+        return replies
+
+    def _allocate(self, rows: int, capacity: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Zeroed key and value buffers, [rows, kv heads, capacity, head dim] a layer: a row's
+        columns past its own end are masked but still read, and must not hold NaN garbage."""
+        c = self.model.config
+        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        shape = (rows, heads, capacity, dim)
+        return [tuple(torch.zeros(shape, dtype=self.model.dtype, device=self.device)
+                      for _ in "kv") for _ in range(c.num_hidden_layers)]
+
+    def _run(self, cache: SessionCache, rows: slice, sessions: list[str],
+             prompts: list[list[int]], reuse: list[int], params: GenerationParams,
+             seeds: list[int]) -> list[str]:
+        """Prefill what is new of each prompt after its reused states, then decode; each row
+        samples from its own generator, so its reply does not depend on the batch."""
+        layers = [(k[rows], v[rows]) for k, v in cache.layers]  # views: writes land in the cache
+        batch, dev = len(prompts), self.device
+        new = [p[r:] for p, r in zip(prompts, reuse, strict=True)]
+        n_max = max(map(len, new))
+        # new tokens left-padded, so each row's last token is the last query; a padding query
+        # writes to the spare last column and reads column 0, and its output is never used
+        input_ids = torch.full((batch, n_max), self.tokenizer.pad_token_id, device=dev)
+        columns = torch.full((batch, n_max), layers[0][0].shape[2] - 1, device=dev)
+        reads = torch.zeros((batch, n_max), dtype=torch.long, device=dev)
+        for i, (r, tokens) in enumerate(zip(reuse, new, strict=True)):
+            n = len(tokens)
+            input_ids[i, n_max - n:] = torch.tensor(tokens, device=dev)
+            columns[i, n_max - n:] = reads[i, n_max - n:] = torch.arange(r, r + n, device=dev)
+        logits = self._forward(layers, input_ids, columns, reads)
+        ends = torch.tensor([len(p) for p in prompts], device=dev)  # where each row writes next
+        generators = [torch.Generator(dev).manual_seed(s) for s in seeds]
         eos = set(self.stop_ids)
         generated: list[list[int]] = [[] for _ in prompts]
-        done = [False] * len(prompts)
+        done = [False] * batch
+        fed = 0  # decode steps run: generated token t has states if t < fed
         for _ in range(params.max_new_tokens):
             tokens = _pick(logits, params, generators)
             for i, token in enumerate(tokens.tolist()):
@@ -117,68 +167,24 @@ class HFChatModel:
                     s in self.tokenizer.decode(generated[i][-16:]) for s in params.stop)
             if all(done):
                 break
-            mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
-            position = position + 1
-            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                                position_ids=position[:, None], past_key_values=cache,
-                                use_cache=True).logits[:, -1, :]
+            logits = self._forward(layers, tokens[:, None], ends[:, None], ends[:, None])
+            ends += 1
+            fed += 1
+        for session, prompt, reply in zip(sessions, prompts, generated, strict=True):
+            cache.ids[session] = prompt + reply[:fed]
         return [strip_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), params.stop)
                 for g in generated]
 
-    def _prefill(self, prompts: list[list[int]], sessions: list[str] | None, reuse: list[int]
-                 ) -> tuple[Cache, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Run the uncached part of every prompt in one forward pass.
-
-        Row i of the batch is laid out as [pad][cached c_i][pad][new n_i]: cached states are
-        right-aligned in the first C columns, new tokens in the last N, and the attention mask
-        hides the padding, so causality by column and RoPE by explicit position stay exact.
-        """
-        batch, dev = len(prompts), self.device
-        new = [p[r:] for p, r in zip(prompts, reuse, strict=True)]
-        c_max, n_max = max(reuse), max(map(len, new))
-        input_ids = torch.full((batch, n_max), self.tokenizer.pad_token_id, device=dev)
-        mask = torch.zeros((batch, c_max + n_max), dtype=torch.long, device=dev)
-        positions = torch.ones((batch, n_max), dtype=torch.long, device=dev)
-        for i, (r, tokens) in enumerate(zip(reuse, new, strict=True)):
-            n = len(tokens)
-            input_ids[i, n_max - n:] = torch.tensor(tokens, device=dev)
-            mask[i, c_max - r:c_max] = 1
-            mask[i, c_max + n_max - n:] = 1
-            positions[i, n_max - n:] = torch.arange(r, r + n, device=dev)
-        capacity = c_max + n_max + self._max_new
-        past = self._stacked(sessions, reuse, c_max, capacity) if c_max and sessions else None
-        cache = Cache(layers=[_BufferLayer(capacity, None if past is None else past[i], c_max)
-                              for i in range(self.model.config.num_hidden_layers)])
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
-        if sessions is not None:  # keep each prompt's states (generated tokens come later)
-            for i, (session, r, tokens) in enumerate(zip(sessions, reuse, new, strict=True)):
-                width = c_max + n_max
-                states = [(torch.cat([layer.keys[i:i + 1, :, c_max - r:c_max],
-                                      layer.keys[i:i + 1, :, width - len(tokens):]], dim=2),
-                           torch.cat([layer.values[i:i + 1, :, c_max - r:c_max],
-                                      layer.values[i:i + 1, :, width - len(tokens):]], dim=2))
-                          for layer in cache.layers]
-                self.cache.entries[session] = (prompts[i], states)
-        return cache, mask, (out.logits[:, -1, :], positions[:, -1])
-
-    def _stacked(self, sessions: list[str], reuse: list[int], width: int, capacity: int
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Key/value buffers of `capacity` columns per layer, the batch's cached states
-        right-aligned in the first `width` (zeros left of them: masked, but read)."""
-        template = next(self.cache.entries[s][1]
-                        for s, r in zip(sessions, reuse, strict=True) if r)
-        stacked = []
-        for layer, (k0, _) in enumerate(template):
-            shape = (len(sessions), k0.shape[1], capacity, k0.shape[3])
-            keys, values = k0.new_empty(shape), k0.new_empty(shape)
-            keys[:, :, :width], values[:, :, :width] = 0, 0
-            for i, (session, r) in enumerate(zip(sessions, reuse, strict=True)):
-                if r:
-                    k, v = self.cache.entries[session][1][layer]
-                    keys[i, :, width - r:width], values[i, :, width - r:width] = k[0], v[0]
-            stacked.append((keys, values))
-        return stacked
+    def _forward(self, layers: list[tuple[torch.Tensor, torch.Tensor]], input_ids: torch.Tensor,
+                 columns: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+        """Next-token logits after the last query of each row. Query (i, j) writes its states
+        to column columns[i, j] and attends to columns 0..reads[i, j], its position."""
+        width = int(reads.max()) + 1
+        mask = torch.arange(width, device=self.device) <= reads[:, None, :, None]
+        cache = Cache(layers=[_RowsLayer(k, v, columns, width) for k, v in layers])
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=reads,
+                          past_key_values=cache, use_cache=True, logits_to_keep=1
+                          ).logits[:, -1, :]
 
 
 def _pick(logits: torch.Tensor, params: GenerationParams, generators: list[torch.Generator]
@@ -196,52 +202,62 @@ def _pick(logits: torch.Tensor, params: GenerationParams, generators: list[torch
                       for row, g in zip(probs, generators, strict=True)])
 
 
-class _BufferLayer(DynamicLayer):
-    """A key/value cache layer over preallocated buffers: appending a token writes in place,
-    where transformers' dynamic layer re-concatenates the whole cache every step. Only the
-    first `length` columns are ever read, so new buffers are left uninitialised (zero-filling
-    them cost a tenth of a rollout's time)."""
+class _RowsLayer(DynamicLayer):
+    """One layer's key/value cache over rows of preallocated buffers: each query's states are
+    written in place at its own column (transformers' dynamic layer re-concatenates the whole
+    cache every step); attention reads the first `width` columns."""
 
-    def __init__(self, capacity: int, past: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 length: int = 0) -> None:
-        """`past`: key and value buffers of `capacity` columns, the first `length` filled."""
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, columns: torch.Tensor,
+                 width: int) -> None:
         super().__init__()
-        self.capacity, self.length = capacity, length
-        if past is not None:
-            self._k, self._v = past
-            self.dtype, self.device, self.is_initialized = self._k.dtype, self._k.device, True
-            self.keys, self.values = self._k[:, :, :length], self._v[:, :, :length]
+        self._k, self._v, self._columns = keys, values, columns
+        self._rows = torch.arange(len(columns), device=columns.device)[:, None]
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self.keys, self.values = keys[:, :, :width], values[:, :, :width]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object,
                **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            batch, heads, _, dim = key_states.shape
-            shape = (batch, heads, self.capacity, dim)
-            self._k, self._v = key_states.new_empty(shape), value_states.new_empty(shape)
-            self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
-        end = self.length + key_states.shape[2]
-        self._k[:, :, self.length:end] = key_states
-        self._v[:, :, self.length:end] = value_states
-        self.length = end
-        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        self._k[self._rows, :, self._columns] = key_states.transpose(1, 2)
+        self._v[self._rows, :, self._columns] = value_states.transpose(1, 2)
         return self.keys, self.values
 
 
 class SessionCache:
-    """Per-session prompt tokens and their key/value states, one [1, heads, len, dim] pair per
-    layer; generated tokens are not kept (the next prompt re-renders the reply itself)."""
+    """Each session's tokens (its last prompt and the reply's fed tokens) and their key/value
+    states: one [rows, heads, capacity, dim] buffer pair per layer, row i for sessions[i],
+    its first len(ids) columns filled."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = {}
+        self.sessions: list[str] = []
+        self.ids: dict[str, list[int]] = {}
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def reusable(self, session: str, prompt: list[int]) -> int:
-        """How many leading prompt tokens already have cached states (never all of them:
-        the last prompt token must run to give the next-token logits)."""
-        if session not in self.entries:
-            return 0
-        ids, _ = self.entries[session]
-        return len(ids) if len(ids) < len(prompt) and prompt[:len(ids)] == ids else 0
+        """How many leading prompt tokens already have cached states: the common prefix with
+        the session's tokens, never the whole prompt (its last token must run to give the
+        next-token logits)."""
+        ids = self.ids.get(session, [])
+        limit = min(len(ids), len(prompt) - 1)
+        return next((j for j in range(limit) if ids[j] != prompt[j]), max(limit, 0))
 
-    def keep_only(self, sessions: list[str]) -> None:
-        for key in set(self.entries) - set(sessions):
-            del self.entries[key]
+    def arrange(self, sessions: list[str], reuse: list[int], capacity: int,
+                allocate: Callable[[int, int], list[tuple[torch.Tensor, torch.Tensor]]]) -> None:
+        """Give sessions[i] row i with its first reuse[i] states and room for `capacity`
+        columns; forget the sessions not named."""
+        self.ids = {s: self.ids[s] for s in sessions if s in self.ids}
+        fits = bool(self.layers) and len(self.layers[0][0]) == len(sessions) \
+            and self.layers[0][0].shape[2] >= capacity
+        if fits and sessions == self.sessions:
+            return  # the same rows as last time, and room enough: the states are in place
+        # as many rows and room enough: move rows within the buffers (stale states left in a
+        # row are masked); else new buffers, with room for a few more steps
+        layers = self.layers if fits else allocate(len(sessions), -(-capacity // 256) * 256)
+        old = {s: i for i, s in enumerate(self.sessions)}
+        dst = [i for i, r in enumerate(reuse) if r]
+        if dst:
+            src = torch.tensor([old[sessions[i]] for i in dst], device=layers[0][0].device)
+            dst, width = torch.tensor(dst, device=src.device), max(reuse)
+            for new, old_pair in zip(layers, self.layers, strict=True):
+                for buffer, before in zip(new, old_pair, strict=True):
+                    buffer[dst, :, :width] = before[src, :, :width]  # indexing copies first
+        self.sessions, self.layers = list(sessions), layers
