@@ -9,7 +9,8 @@ gives mean ± std over seeds:
     goal_types.png       goal types of ground-truth vs relabeled demos; success per type (Figure 5)
     relabel_accuracy.png relabel precision / recall per goal type against the oracle (Figure 6)
     iterations.png       success over HSL iterations
-    report.md            the same numbers as Markdown tables, what failed evaluation
+    report.md            the same numbers as Markdown tables, each method's wins against what
+                         it is tested against (Fisher's exact test), what failed evaluation
                          episodes achieved instead (the oracle's goals: the raw material of HSL),
                          and the HSL rollouts by ten iterations (thousands of episodes: a less
                          noisy view of learning than 64-episode evaluations)
@@ -20,6 +21,7 @@ gives mean ± std over seeds:
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -288,6 +290,67 @@ def _values(points: list[Point], split: str, group: str = "all") -> list[float]:
     return [v for p in points if (v := p.success(split, group)) is not None]
 
 
+def _by_budget(label: str) -> tuple[int, str]:
+    """Sort key of a "method, N demos" label: by budget, then method."""
+    method, _, demos = label.rpartition(", ")
+    return int(demos.split()[0]), method
+
+
+def wins(points: list[Point], splits: tuple[str, ...]) -> tuple[int, int]:
+    """(episodes won, episodes) over the points' evaluations of `splits`, seeds pooled."""
+    cells = [p.summary[s]["all"] for p in points for s in splits if s in p.summary]
+    return (round(sum(c["success"] * c["episodes"] for c in cells)),
+            round(sum(c["episodes"] for c in cells)))
+
+
+def fisher_exact(a: int, n: int, b: int, m: int) -> float:
+    """Two-sided p of Fisher's exact test for a wins of n against b wins of m: the chance,
+    if both won at one rate, of a split of the a + b wins at most as likely as this one."""
+    total = a + b
+
+    def chance(x: int) -> float:
+        return math.comb(n, x) * math.comb(m, total - x) / math.comb(n + m, total)
+
+    observed = chance(a) * (1 + 1e-9)  # tables as likely as this one, up to rounding
+    return min(1.0, sum(c for x in range(max(0, total - m), min(n, total) + 1)
+                        if (c := chance(x)) <= observed))
+
+
+def references(method: str) -> tuple[str, ...]:
+    """What a method is compared with at its own budget: SFT, which it starts from; the same
+    extra steps on ground truth alone; full HSL, for its ablations; DPO, for DPO after HSL."""
+    if method == "SFT":
+        return ()
+    if method.startswith("DPO"):
+        return ("SFT",) if method == "DPO" else ("DPO",)
+    if method == "SFT (same steps)":
+        return ("SFT",)
+    if method == "SFT+HSL":
+        return ("SFT", "SFT (same steps)")
+    return ("SFT", "SFT (same steps)", "SFT+HSL")
+
+
+def comparisons(groups: dict[tuple[str, int], list[Point]]) -> list[str]:
+    """Table rows: each method's wins against each reference at its budget (and SFT+HSL's
+    against SFT on the most demos), per split and both pooled, with Fisher's p (seeds pooled:
+    this tests the noise of the success rate, not the spread between seeds)."""
+    rows = []
+    top = max((d for m, d in groups if m == "SFT"), default=0)
+    for (m, d), ps in groups.items():
+        against = [(r, d) for r in references(m)]
+        if m == "SFT+HSL" and d < top:  # the paper's "a quarter of the demos + HSL" claim
+            against.append(("SFT", top))
+        for ref, ref_demos in (key for key in against if key in groups):
+            cells = []
+            for splits in [*((s,) for s in SPLITS), SPLITS]:
+                (a, n), (b, k) = wins(ps, splits), wins(groups[(ref, ref_demos)], splits)
+                cells.append(f"{a}/{n} vs {b}/{k}, p = {fisher_exact(a, n, b, k):.2f}"
+                             if n and k else "–")
+            name = ref if ref_demos == d else f"{ref}, {ref_demos} demos"
+            rows.append(f"| {m}, {d} demos | {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def markdown(data: RunData) -> str:
     """The report's tables."""
     groups = grouped(data.points)
@@ -324,21 +387,28 @@ def markdown(data: RunData) -> str:
                   "something, not what it was asked.", "",
                   "| method, demos | episodes | won | failed: task's object, other goal | "
                   "failed: other goal | failed: nothing |", "|---|---:|---:|---:|---:|---:|"]
-        for m, c in sorted(data.outcomes.items()):
+        for m, c in sorted(data.outcomes.items(), key=lambda kv: _by_budget(kv[0])):
             n = sum(c.values())
             lines.append(f"| {m} | {n} | " + " | ".join(f"{100 * c[k] / n:.1f} %"
                                                         for k in OUTCOMES) + " |")
     if data.gains:
         lines += ["", "## Change from each run's own SFT, in points (paired)", "",
                   "| method, demos | seen | unseen |", "|---|---:|---:|"]
-        for m, by_split in sorted(data.gains.items()):
+        for m, by_split in sorted(data.gains.items(), key=lambda kv: _by_budget(kv[0])):
             lines.append(f"| {m} | {_fmt(by_split['seen'], sign=True)} | "
                          f"{_fmt(by_split['unseen'], sign=True)} |")
+    if rows := comparisons(groups):
+        lines += ["", "## Wins against what each method starts from or is tested against", "",
+                  "Episodes won, seeds pooled, with the two-sided p of Fisher's exact test "
+                  "(the chance of a gap at least this unlikely if both won at one rate).", "",
+                  "| method, demos | against | seen | unseen | both splits |",
+                  "|---|---|---:|---:|---:|", *rows]
     if data.rollouts:
         lines += ["", f"## HSL training rollouts by {ROLLOUT_BLOCK} iterations (runs pooled)", "",
                   "| method, demos | iterations | episodes | won | goals named per episode | "
                   "steps answered \"Nothing happens.\" |", "|---|---|---:|---:|---:|---:|"]
-        for (m, first), c in sorted(data.rollouts.items()):
+        for (m, first), c in sorted(data.rollouts.items(),
+                                    key=lambda kv: (_by_budget(kv[0][0]), kv[0][1])):
             lines.append(f"| {m} | {first}–{c['last']} | {c['episodes']} | "
                          f"{100 * c['won'] / c['episodes']:.1f} % | "
                          f"{c['goals'] / c['episodes']:.2f} | "
@@ -346,7 +416,8 @@ def markdown(data: RunData) -> str:
     if data.curve:
         lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
                   "| method, demos | iteration | seen | unseen |", "|---|---:|---:|---:|"]
-        for (m, i), by_split in sorted(data.curve.items()):
+        for (m, i), by_split in sorted(data.curve.items(),
+                                       key=lambda kv: (_by_budget(kv[0][0]), kv[0][1])):
             lines.append(f"| {m} | {i} | {_fmt(by_split['seen'])} | {_fmt(by_split['unseen'])} |")
     return "\n".join(lines) + "\n"
 

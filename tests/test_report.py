@@ -142,6 +142,33 @@ def test_report_sorts_evaluation_episodes_by_what_they_achieved(runs: list[Path]
     assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == "other goal"
 
 
+def test_fisher_exact_matches_the_textbook_values() -> None:
+    from hsl_tools.report import fisher_exact
+
+    assert fisher_exact(3, 4, 1, 4) == pytest.approx(0.4857, abs=1e-4)  # the tea-tasting table
+    assert fisher_exact(5, 5, 0, 5) == pytest.approx(2 / 252)  # only it and its mirror
+    assert fisher_exact(23, 274, 13, 274) == pytest.approx(fisher_exact(13, 274, 23, 274))
+    assert fisher_exact(7, 100, 7, 100) == 1.0 and fisher_exact(0, 10, 0, 10) == 1.0
+
+
+def test_report_compares_wins_with_what_each_method_starts_from(runs: list[Path]) -> None:
+    """Seeds pooled: wins of SFT+HSL (the expert at the end) against its SFT (expert on one
+    seed, random play on the other), of an ablation against full HSL, and of SFT+HSL on few
+    demos against SFT on the most."""
+    from hsl_tools.report import fisher_exact
+
+    text = markdown(load_runs(runs, oracle=False))
+    sft = [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["seen"]["all"]
+           for r in runs if r.name.startswith("d4-mTrue")]
+    won = round(sum(c["success"] * c["episodes"] for c in sft))
+    assert 6 <= won < 12
+    assert f"| SFT+HSL, 4 demos | SFT | 12/12 vs {won}/12, p = " \
+        f"{fisher_exact(12, 12, won, 12):.2f} |" in text
+    assert "| SFT+HSL NoMask, 4 demos | SFT+HSL | 12/12 vs 12/12, p = 1.00 |" in text
+    assert "| SFT+HSL, 4 demos | SFT, 8 demos |" in text
+    assert "| SFT, 4 demos |" not in text.split("## Wins")[1].split("##")[0]
+
+
 def test_report_counts_the_hsl_rollouts_by_ten_iterations(runs: list[Path]) -> None:
     """Pooled over the runs of a method: episodes, wins, steps without effect, named goals."""
     from hsl_tools.records import GoalRecord
