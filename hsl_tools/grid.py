@@ -23,10 +23,10 @@ import os
 import shutil
 import time
 import tomllib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
@@ -93,24 +93,14 @@ def start_key(recipe: Recipe) -> str:
 
 def run_grid(path: Path, console: Console, only: list[str] | None = None,
              jobs: int = 1, seeds: list[int] | None = None) -> list[Path]:
-    """Run every (cell, seed) of the grid, `jobs` runs at a time, sharing SFT stages: first
-    one run per distinct start trains and evaluates its SFT, which is copied to the runs that
-    start alike, then every run goes to its end. Returns the run dirs."""
+    """Run every (cell, seed) of the grid, `jobs` stages at a time, sharing SFT stages: one
+    run per distinct start trains and evaluates its SFT, which is copied to the runs that
+    start alike. Returns the run dirs."""
     chosen = select(load_grid(path)[1], only, seeds)
     groups: dict[str, list[str]] = {}
     for name, recipe in chosen.items():
         groups.setdefault(start_key(recipe), []).append(name)
-    failed = _run_all({names[0]: chosen[names[0]] for names in groups.values()}, True, jobs,
-                      console)
-    ready = {}
-    for first, *rest in groups.values():
-        if first in failed:  # its SFT stage failed: the runs that share it wait for a re-run
-            failed += rest
-            continue
-        for name in [first, *rest]:
-            _copy_start(Path(chosen[first].run.dir), chosen[name])
-            ready[name] = chosen[name]
-    failed += _run_all(ready, False, jobs, console)
+    failed = _run_all(chosen, list(groups.values()), jobs, console)
     if failed:
         raise GridFailed(f"{len(failed)} run(s) failed: {', '.join(failed)}; run the grid "
                          "again to resume them")
@@ -151,12 +141,6 @@ def episodes_after_sft(recipe: Recipe) -> int:
     return hsl + dpo
 
 
-def longest_first(recipes: dict[str, Recipe]) -> dict[str, Recipe]:
-    """The runs by episodes after SFT, most first (ties keep their order): a long run that
-    started last would keep one worker busy long after the others finished."""
-    return dict(sorted(recipes.items(), key=lambda kv: -episodes_after_sft(kv[1])))
-
-
 def share_cores(jobs: int, runs: int, cores: int) -> tuple[int, int]:
     """(runs at a time, torch threads each): fewer runs than jobs (a stage of few shared
     SFTs) share out all the cores rather than leave some idle."""
@@ -164,48 +148,117 @@ def share_cores(jobs: int, runs: int, cores: int) -> tuple[int, int]:
     return at_once, max(1, cores // at_once)
 
 
-def _run_all(recipes: dict[str, Recipe], until_sft: bool, jobs: int, console: Console
-             ) -> list[str]:
-    """Run recipes in this process (jobs = 1, output to the console) or in `jobs` worker
-    processes, each writing to its run's grid.log; returns the names of those that failed."""
-    stage = "SFT" if until_sft else "run"
-    failed: list[str] = []
-    done = [name for name, recipe in recipes.items() if finished(recipe, until_sft)]
+class Stage(NamedTuple):
+    """A stage of a grid: a run's SFT stage alone (for every run of `group`), or a run."""
+
+    run: str
+    until_sft: bool
+    group: list[str]  # the runs that wait for it
+
+
+class Schedule:
+    """Which stage of a grid starts next. SFT stages go first (each unlocks runs), the group
+    with the most work after SFT first; then the runs whose SFT is there, longest first. A run
+    starts as soon as its own SFT is there, so no worker idles until every SFT is done, and a
+    long run does not start last to keep one worker busy after the others are done."""
+
+    def __init__(self, groups: list[list[str]], work: dict[str, int]) -> None:
+        self.work = work  # episodes after SFT, by run (`episodes_after_sft`)
+        self.stages = sorted(groups, key=lambda g: -sum(work[n] for n in g))
+        self.ready: list[str] = []
+
+    def release(self, runs: list[str]) -> None:
+        """Runs whose SFT is there: they can start."""
+        self.ready += runs
+
+    def startable(self) -> int:
+        """How many stages could start now."""
+        return len(self.stages) + len(self.ready)
+
+    def next(self) -> Stage | None:
+        """The stage to start now, or None while none can."""
+        if self.stages:
+            group = self.stages.pop(0)
+            return Stage(group[0], True, group)
+        if self.ready:
+            name = max(self.ready, key=self.work.__getitem__)  # the first of the longest
+            self.ready.remove(name)
+            return Stage(name, False, [name])
+        return None
+
+
+def _run_all(recipes: dict[str, Recipe], groups: list[list[str]], jobs: int,
+             console: Console) -> list[str]:
+    """Run the grid's stages as `Schedule` orders them, `jobs` at a time in worker processes
+    (each writing to its run's grid.log), or here with jobs = 1; returns the failed runs."""
+    def unlock(group: list[str]) -> list[str]:
+        """Hand a finished SFT stage to its group; returns the runs with work left."""
+        for name in group:
+            _copy_start(Path(recipes[group[0]].run.dir), recipes[name])
+        return [n for n in group if not finished(recipes[n])]
+
+    trained = [g for g in groups if finished(recipes[g[0]], until_sft=True)]
+    schedule = Schedule([g for g in groups if g not in trained],
+                        {n: episodes_after_sft(r) for n, r in recipes.items()})
+    done: list[str] = []
+    for group in trained:
+        left = unlock(group)
+        schedule.release(left)
+        done += [n for n in group if n not in left]
     if done:  # a resumed grid: they take no worker and no share of the cores
-        console.print(f"{stage} stage: {len(done)} run(s) already finished: {', '.join(done)}")
-        recipes = {name: r for name, r in recipes.items() if name not in done}
-    if not recipes:
-        return failed
-    recipes = longest_first(recipes)
-    if jobs <= 1:
-        for n, (name, recipe) in enumerate(recipes.items(), 1):
-            console.rule(f"[bold]{name}[/] {stage} ({n}/{len(recipes)})")
-            began = time.perf_counter()
-            try:
-                run_recipe(recipe, console, until_sft)
-            except Exception:  # the others go on; a re-run resumes the failed ones
-                failed.append(name)
-                console.print_exception()
-                continue
-            console.print(f"{name}: {time.perf_counter() - began:.0f} s")
-        return failed
-    at_once, threads = share_cores(jobs, len(recipes), os.cpu_count() or 1)
-    console.print(f"{stage} stage: {len(recipes)} run(s), {at_once} at a time "
-                  f"({threads} torch thread(s) each); follow one in RUN/grid.log")
+        console.print(f"{len(done)} run(s) already finished: {', '.join(done)}")
+    console.print(f"{len(schedule.stages)} SFT stage(s) and "
+                  f"{len(schedule.ready) + sum(map(len, schedule.stages))} run(s) to go, "
+                  f"{max(1, jobs)} at a time" + (", each logging to RUN/grid.log" * (jobs > 1)))
+    failed: list[str] = []
     # spawn: a forked child of a process that touched CUDA or OpenMP can hang
-    with ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, r.model_dump(), until_sft, threads): name
-                   for name, r in recipes.items()}
-        for n, future in enumerate(as_completed(futures), 1):
-            name = futures[future]
-            log = Path(recipes[name].run.dir) / "grid.log"
-            try:
-                console.print(f"{name} {stage}: {future.result():.0f} s ({n}/{len(recipes)}, "
-                              f"log in {log})")
-            except Exception as e:  # the others go on; a re-run resumes the failed ones
-                failed.append(name)
-                console.print(f"[red]{name} {stage} failed[/]: {e} (log in {log})")
-    return failed
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) \
+        if jobs > 1 else None
+    running: dict[Future[float], Stage] = {}
+    try:
+        while True:
+            while len(running) < max(1, jobs) and (stage := schedule.next()):
+                # what can run now shares out the cores (a lone SFT stage gets them all)
+                threads = share_cores(jobs, len(running) + 1 + schedule.startable(),
+                                      os.cpu_count() or 1)[1]
+                running[_start(pool, recipes[stage.run], stage.until_sft, threads,
+                               console)] = stage
+            if not running:
+                return failed
+            ended, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in ended:
+                stage = running.pop(future)
+                what = f"{stage.run} {'SFT' if stage.until_sft else 'run'}"
+                where = f" (log in {Path(recipes[stage.run].run.dir) / 'grid.log'})" * bool(pool)
+                try:
+                    seconds = future.result()
+                except Exception as e:  # the others go on; a re-run resumes the failed ones
+                    failed += stage.group  # a failed SFT: its runs wait for a re-run
+                    console.print(f"[red]{what} failed[/]: {e}{where}")
+                    continue
+                console.print(f"{what}: {seconds:.0f} s{where}")
+                if stage.until_sft:
+                    schedule.release(unlock(stage.group))
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def _start(pool: ProcessPoolExecutor | None, recipe: Recipe, until_sft: bool, threads: int,
+           console: Console) -> Future[float]:
+    """Start a stage in a worker, or run it here (no pool), output to the console."""
+    if pool:
+        return pool.submit(_run_in_worker, recipe.model_dump(), until_sft, threads)
+    future: Future[float] = Future()
+    console.rule(f"[bold]{Path(recipe.run.dir).name}[/] {'SFT' if until_sft else 'run'}")
+    began = time.perf_counter()
+    try:
+        run_recipe(recipe, console, until_sft)
+        future.set_result(time.perf_counter() - began)
+    except Exception as e:
+        console.print_exception()
+        future.set_exception(e)
+    return future
 
 
 def _run_in_worker(recipe: dict[str, Any], until_sft: bool, threads: int) -> float:

@@ -21,10 +21,11 @@ from hsl_tools.evaluate import evaluate
 from hsl_tools.goals import Goal, GoalType
 from hsl_tools.grid import (
     GridFailed,
+    Schedule,
+    Stage,
     _copy_start,
     episodes_after_sft,
     load_grid,
-    longest_first,
     run_grid,
     select,
     share_cores,
@@ -273,9 +274,10 @@ def test_grid_with_jobs_trains_each_shared_sft_once(tmp_path: Path) -> None:
     with pytest.raises(GridFailed, match=r"1 run\(s\) failed: d-s1;"):
         run_grid(tmp_path / "grid.toml", console, only=["d", "c", "a"], jobs=1)
     text = console.export_text()
-    assert "c-s1 SFT (2/2)" in text and (c / "eval-sft" / "summary.json").exists()
-    assert "SFT stage: 1 run(s) already finished: a-s1" in text
-    assert "run stage: 2 run(s) already finished: a-s1, c-s1" in text
+    assert "1 run(s) already finished: a-s1" in text
+    assert "2 SFT stage(s) and 2 run(s) to go, 1 at a time" in text  # c and d
+    assert "c-s1 SFT" in text and (c / "eval-sft" / "summary.json").exists()
+    assert "c-s1 run" not in text  # no HSL iterations: its SFT stage finished it
     weights = {r: (r / "sft" / "model.safetensors").read_bytes() for r in (a, b, c)}
     assert weights[a] == weights[b] != weights[c]
     assert (a / "eval-final" / "summary.json").exists()
@@ -296,12 +298,32 @@ def test_grid_starts_its_longest_runs_first() -> None:
     """On the shipped grid: HSL+DPO (640 + 256 episodes after SFT) first, then the HSL runs
     in their cells' order, DPO alone, and last the control, which plays no episode."""
     _, recipes = load_grid(Path(__file__).parents[1] / "recipes" / "grid-household.toml")
-    order = list(longest_first(select(recipes, None, [42])))
+    chosen = select(recipes, None, [42])
+    schedule = Schedule([], {n: episodes_after_sft(r) for n, r in chosen.items()})
+    schedule.release(list(chosen))
+    order = [stage.run for stage in iter(schedule.next, None)]
     assert order == ["p100-s42", "p25-s42", "p50-s42", "p25-nomask-s42", "p25-uniweight-s42",
                      "p25-relabelfailure-s42", "p25-selfimit-s42", "p100-dpo-s42",
                      "p25-samesteps-s42"]
     assert [episodes_after_sft(recipes[n]) for n in ("p100-s42", "p25-s42", "p100-dpo-s42",
                                                      "p25-samesteps-s42")] == [896, 640, 256, 0]
+
+
+def test_grid_starts_a_run_as_soon_as_its_own_sft_is_there() -> None:
+    """Three SFT stages on two workers: the group with most work trains first, and its runs
+    start while another group's SFT is still training, not after every SFT."""
+    work = {"a": 640, "a-2": 640, "b": 896, "b-dpo": 256, "c": 640}
+    schedule = Schedule([["c"], ["b", "b-dpo"], ["a", "a-2"]], work)
+    first, second = schedule.next(), schedule.next()
+    assert (first.run, first.until_sft, first.group) == ("a", True, ["a", "a-2"])
+    assert (second.run, second.until_sft) == ("b", True)
+    schedule.release(first.group)  # a's SFT is done, b's still trains
+    third = schedule.next()
+    assert (third.run, third.until_sft) == ("c", True)  # SFT stages first: each unlocks runs
+    assert [s.run for s in iter(schedule.next, None)] == ["a", "a-2"]  # b still trains
+    assert schedule.next() is None and schedule.startable() == 0
+    schedule.release(second.group)
+    assert schedule.startable() == 2 and schedule.next() == Stage("b", False, ["b"])
 
 
 def test_a_run_is_finished_when_its_last_evaluation_is_written(tmp_path: Path) -> None:
