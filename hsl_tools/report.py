@@ -290,6 +290,12 @@ def _values(points: list[Point], split: str, group: str = "all") -> list[float]:
     return [v for p in points if (v := p.success(split, group)) is not None]
 
 
+def _pair(point: Point) -> str:
+    """One evaluation's success as "seen / unseen", in %."""
+    rates = [point.success(split) for split in SPLITS]
+    return " / ".join("–" if r is None else f"{100 * r:.1f}" for r in rates)
+
+
 def _by_budget(label: str) -> tuple[int, str]:
     """Sort key of a "method, N demos" label: by budget, then method."""
     method, _, demos = label.rpartition(", ")
@@ -359,6 +365,15 @@ def markdown(data: RunData) -> str:
              "| method | demos | seen | unseen |", "|---|---:|---:|---:|"]
     lines += [f"| {m} | {d} | {_fmt(_values(ps, 'seen'))} | {_fmt(_values(ps, 'unseen'))} |"
               for (m, d), ps in groups.items()]
+    seeds = sorted({p.seed for p in data.points})
+    if len(seeds) > 1:  # the spread behind each ± above, seed by seed
+        lines += ["", "## Success by seed (seen / unseen)", "",
+                  "| method | demos | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|---|---:|" + "---:|" * len(seeds)]
+        for (m, d), ps in groups.items():
+            by_seed = {p.seed: p for p in ps}
+            cells = [_pair(by_seed[s]) if s in by_seed else "–" for s in seeds]
+            lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     types = sorted({g for p in data.points for s in p.summary.values() for g in s} - {"all"})
     if types:
         lines += ["", "## Success on unseen by goal type", "",

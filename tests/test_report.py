@@ -112,6 +112,12 @@ def test_report_numbers_are_the_runs_means(runs: list[Path]) -> None:
     mean, std = statistics.fmean(sft4), statistics.stdev(sft4)
     assert std > 0
     assert f"{100 * mean:.1f} ± {100 * std:.1f} (n=2)" in row
+    # and seed by seed: the spread behind the ±
+    seen4 = [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["seen"]
+             ["all"]["success"] for r in runs if r.name.startswith("d4-mTrue")]
+    by_seed = markdown(data).split("## Success by seed")[1]
+    assert "| SFT | 4 | " + " | ".join(f"{100 * s:.1f} / {100 * u:.1f}" for s, u in
+                                       zip(seen4, sft4, strict=True)) + " |" in by_seed
     # the paired change: each run's final minus its own SFT
     final4 = [json.loads((r / "eval-final" / "summary.json").read_text())["summary"]["unseen"]
               ["all"]["success"] for r in runs if r.name.startswith("d4-mTrue")]
