@@ -360,7 +360,9 @@ def grid(
         help="Run only the runs of this seed (repeatable): one seed's row of every cell.")
     ] = None,
     report: Annotated[Path | None, typer.Option(
-        help="Write `hsl report` of the grid's runs to this folder at the end.")] = None,
+        help="Write `hsl report` of the grid's runs to this folder at the end, pooled with "
+             "the runs its runs.json already holds (a run read again replaces its record).")
+    ] = None,
     jobs: Annotated[int, typer.Option(
         help="Runs at a time, each in its own process sharing the CPU cores (and GPU); "
              "1 runs them here, one after another. On one H100 9 ran well and 24 thrashed.")
@@ -386,7 +388,7 @@ def grid(
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
     if report is not None:
-        _report(runs, report)
+        _report(runs, report, add=True)
 
 
 def _grid_status(path: Path, only: list[str] | None, seeds: list[int] | None) -> None:
@@ -434,10 +436,11 @@ def report_cmd(
     _report(runs, out, oracle)
 
 
-def _report(runs: list[Path], out: Path, oracle: bool = True) -> None:
-    from hsl_tools.report import write_report
+def _report(runs: list[Path], out: Path, oracle: bool = True, add: bool = False) -> None:
+    """Write the report; with `add`, pooled with the runs OUT/runs.json already holds."""
+    from hsl_tools.report import update_report, write_report
 
-    files = write_report(runs, out, oracle)
+    files = (update_report if add else write_report)(runs, out, oracle)
     console.print(f"wrote {', '.join(f.name for f in files)} to {out}")
 
 

@@ -541,3 +541,11 @@ def write_report(sources: list[Path], out: Path, oracle: bool = True) -> list[Pa
     archive = RunArchive(runs=records).model_dump(mode="json", by_alias=True)
     write_json(out / "runs.json", archive)
     return [out / "report.md", *plots(data, out), out / "runs.json"]
+
+
+def update_report(runs: list[Path], out: Path, oracle: bool = True) -> list[Path]:
+    """`write_report` of `runs` pooled with the runs OUT/runs.json already holds (a run read
+    again replaces its record): a grid run a seed or a cell at a time, on machines that do
+    not keep its folders, adds to one report instead of replacing it."""
+    earlier = [out / "runs.json"] if (out / "runs.json").is_file() else []
+    return write_report([*earlier, *runs], out, oracle)

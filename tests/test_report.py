@@ -34,7 +34,7 @@ from hsl_tools.iterate import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
-from hsl_tools.report import load_runs, markdown, outcome, write_report
+from hsl_tools.report import load_runs, markdown, outcome, update_report, write_report
 from hsl_tools.run_lock import exclusive
 from hsl_tools.run_status import run_status
 
@@ -95,6 +95,10 @@ def test_a_report_reads_an_earlier_reports_runs_json_in_place_of_the_folders(
     # the folders again after the archive: each replaces its record, nothing counts twice
     assert markdown(load_runs([tmp_path / "first" / "runs.json", *runs])) == whole
     assert markdown(load_runs(runs[:4])) != whole
+    # what `hsl grid --report` does: each part of a grid adds to the report already there
+    update_report(runs[:4], tmp_path / "grown")
+    update_report(runs[3:], tmp_path / "grown")
+    assert (tmp_path / "grown" / "report.md").read_text() == whole
     (tmp_path / "bad.json").write_text('{"schema": "hsl.report-runs/1", "runs": {"x": {}}}')
     with pytest.raises(ValueError, match=r"bad.json: runs.x.dir: Field required"):
         load_runs([tmp_path / "bad.json"])
