@@ -28,9 +28,9 @@ iterate recipe *overrides:
     hsl iterate {{recipe}} {{overrides}}
 
 # The paper's comparisons in miniature (cells x seeds, resumable), then tables and plots:
-# just grid --jobs 9 (one H100: 15-20 min, extrapolated). On 2 CPU cores about 7 hours, so there
-# one seed at a time (~2 h 20 min each), pooled as docs/RESULTS.md "Next" says:
-# hsl grid recipes/grid-household.toml --jobs 2 --seed 42
+# just grid --jobs 9 (one H100: 15-20 min, extrapolated). On 2 CPU cores about 8 hours, so there
+# one seed at a time (~2 h 40 min each); the report in docs/results grows with each part:
+# just grid --jobs 2 --seed 42
 # just grid --status: where each run stands, with time left in its stage (safe while it runs).
 grid *args:
     hsl grid recipes/grid-household.toml --report docs/results {{args}}
