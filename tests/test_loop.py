@@ -4,6 +4,7 @@ rule relabeler; every stage's file exists and validates, the buffer and the chec
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from hsl_tools.cli import app
+from hsl_tools.grid import load_grid
+from hsl_tools.iterate import load_recipe
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
 
 if TYPE_CHECKING:
@@ -20,7 +23,8 @@ if TYPE_CHECKING:
     from hsl_tools.envs.base import Environment
     from hsl_tools.envs.household import Household
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "household-tiny.toml"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPE = RECIPES / "household-tiny.toml"
 
 
 def weights(folder: Path) -> dict:
@@ -63,6 +67,18 @@ def killed_after_two_episodes(monkeypatch: pytest.MonkeyPatch, iteration: str | 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates_and_its_header_says_how_to_run_it(path: Path) -> None:
+    """A typo in a shipped recipe (unknown keys are refused) fails here, not hours into a run."""
+    header = path.read_text(encoding="utf-8").split("\n\n")[0]
+    assert re.search(r"^# Run[^:]*: +(just|hsl) ", header, re.M), path.name
+    if path.name.startswith("grid-"):
+        grid, recipes = load_grid(path)
+        assert len(recipes) == len(grid.cells) * len(grid.seeds)
+    else:
+        assert load_recipe(path).run.dir.startswith("runs/")
+
+
 def test_two_hsl_iterations(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = two_iterations(run)
