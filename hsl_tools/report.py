@@ -339,7 +339,8 @@ def references(method: str) -> tuple[str, ...]:
 def comparisons(groups: dict[tuple[str, int], list[Point]]) -> list[str]:
     """Table rows: each method's wins against each reference at its budget (and SFT+HSL's
     against SFT on the most demos), per split and both pooled, with Fisher's p (seeds pooled:
-    this tests the noise of the success rate, not the spread between seeds)."""
+    this tests the noise of the success rate, not the spread between seeds). Only the seeds
+    both sides ran count, named where one side has more: seeds differ by more than methods."""
     rows = []
     top = max((d for m, d in groups if m == "SFT"), default=0)
     for (m, d), ps in groups.items():
@@ -347,12 +348,19 @@ def comparisons(groups: dict[tuple[str, int], list[Point]]) -> list[str]:
         if m == "SFT+HSL" and d < top:  # the paper's "a quarter of the demos + HSL" claim
             against.append(("SFT", top))
         for ref, ref_demos in (key for key in against if key in groups):
+            refs = groups[(ref, ref_demos)]
+            seeds = {p.seed for p in ps} & {p.seed for p in refs}
+            mine, theirs = ([p for p in side if p.seed in seeds] for side in (ps, refs))
+            if not seeds:
+                continue
             cells = []
             for splits in [*((s,) for s in SPLITS), SPLITS]:
-                (a, n), (b, k) = wins(ps, splits), wins(groups[(ref, ref_demos)], splits)
+                (a, n), (b, k) = wins(mine, splits), wins(theirs, splits)
                 cells.append(f"{a}/{n} vs {b}/{k}, p = {fisher_exact(a, n, b, k):.2f}"
                              if n and k else "–")
             name = ref if ref_demos == d else f"{ref}, {ref_demos} demos"
+            if len(mine) < len(ps) or len(theirs) < len(refs):
+                name += f" (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, sorted(seeds)))})"
             rows.append(f"| {m}, {d} demos | {name} | " + " | ".join(cells) + " |")
     return rows
 
@@ -414,8 +422,9 @@ def markdown(data: RunData) -> str:
                          f"{_fmt(by_split['unseen'], sign=True)} |")
     if rows := comparisons(groups):
         lines += ["", "## Wins against what each method starts from or is tested against", "",
-                  "Episodes won, seeds pooled, with the two-sided p of Fisher's exact test "
-                  "(the chance of a gap at least this unlikely if both won at one rate).", "",
+                  "Episodes won, pooled over the seeds both sides ran (named where one ran "
+                  "more), with the two-sided p of Fisher's exact test (the chance of a gap at "
+                  "least this unlikely if both won at one rate).", "",
                   "| method, demos | against | seen | unseen | both splits |",
                   "|---|---|---:|---:|---:|", *rows]
     if data.rollouts:

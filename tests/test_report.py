@@ -180,6 +180,15 @@ def test_report_compares_wins_with_what_each_method_starts_from(runs: list[Path]
     assert "| SFT, 4 demos |" not in text.split("## Wins")[1].split("##")[0]
 
 
+def test_wins_compare_only_the_seeds_both_sides_ran(runs: list[Path]) -> None:
+    """SFT on 8 demos ran seed 1 alone: SFT+HSL on 4 demos is held against it on seed 1 only
+    (the seed is named); at its own budget, where both ran seeds 1 and 2, nothing is named."""
+    one_seed = [r for r in runs if not r.name.startswith("d8-") or r.name.endswith("-s1")]
+    text = markdown(load_runs(one_seed, oracle=False))
+    assert "| SFT+HSL, 4 demos | SFT, 8 demos (seed 1) | 6/6 vs 6/6, p = 1.00 |" in text
+    assert "| SFT+HSL, 4 demos | SFT | 12/12 vs " in text
+
+
 def test_report_counts_the_hsl_rollouts_by_ten_iterations(runs: list[Path]) -> None:
     """Pooled over the runs of a method: episodes, wins, steps without effect, named goals."""
     from hsl_tools.records import GoalRecord
