@@ -41,7 +41,7 @@ grid-long *args:
     hsl grid recipes/grid-household-long.toml --report docs/results-long {{args}}
 
 # A stronger starting agent: SFT at 3200 demos for 900 steps, then SFT+HSL against its
-# same-steps control, three seeds: just grid-strong --jobs 2 (on 2 CPU cores ~45 min a seed).
+# same-steps control, three seeds: just grid-strong --jobs 2 (on 2 CPU cores ~50 min a seed).
 grid-strong *args:
     hsl grid recipes/grid-household-strong.toml --report docs/results-strong {{args}}
 
