@@ -137,5 +137,5 @@ def _trajectory(env: Environment, episode: Episode, steps: list[Step], policy: P
                 split: str) -> Trajectory:
     return Trajectory(id=episode.task_id, env=env.name, split=split, task_id=episode.task_id,
                       instruction=episode.instruction, initial_observation=episode.observation,
-                      steps=steps, success=episode.won, reward=float(episode.won),
+                      steps=steps, success=episode.won, reward=episode.reward,
                       policy=policy.name, meta=dict(episode.meta))

@@ -19,6 +19,7 @@ import pytest
 if TYPE_CHECKING:
     from hsl_tools.envs.alfworld import Alfworld
     from hsl_tools.envs.household import Household
+    from hsl_tools.envs.webshop import WebShop
     from hsl_tools.llm.vllm_backend import VLLMChatModel
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -67,6 +68,31 @@ def alfworld() -> Iterator[Alfworld]:
     env = Alfworld()
     yield env
     env.close()
+
+
+@pytest.fixture(scope="session")
+def webshop_data() -> Path:
+    """WebShop's 1000-product subset from ../shared, unpacked once into a cache folder."""
+    archive = SHARED / "data" / "webshop" / "webshop-1k.tar.xz"
+    if not archive.exists():
+        pytest.skip("../shared/data/webshop is absent on this machine")
+    cache = Path(os.environ.get("HSL_SHARED_CACHE", Path.home() / ".cache" / "hsl-shared"))
+    folder = cache / "webshop-1k"
+    if not (folder / "items_shuffle_1000.json").exists():
+        import tarfile
+
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter="data")
+    os.environ["WEBSHOP_DATA"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def webshop(webshop_data: Path) -> WebShop:
+    from hsl_tools.envs.webshop import WebShop
+
+    return WebShop()
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ class Episode(Protocol):
     meta: dict[str, Any]  # goal type and the like, copied into the trajectory record
     done: bool
     won: bool
+    reward: float  # the episode's reward so far (1.0 for a win where the env has no other)
 
     def step(self, action: str) -> StepResult: ...
 

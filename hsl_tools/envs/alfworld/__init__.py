@@ -99,6 +99,10 @@ class AlfworldEpisode:
         self.send(action)
         return self.receive()
 
+    @property
+    def reward(self) -> float:
+        return float(self.won)
+
     def expert_action(self, variant: str | None = None) -> str:
         """The stored walkthrough while the episode follows it, else (or with variant
         "handcoded") alfworld's handcoded expert, which reads the game's state."""

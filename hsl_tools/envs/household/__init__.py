@@ -40,6 +40,10 @@ class HouseholdEpisode:
         self.done = self.won or len(self.states) - 1 >= self.max_steps
         return StepResult(observation, self.done, self.won)
 
+    @property
+    def reward(self) -> float:
+        return float(self.won)
+
     def expert_action(self, variant: str | None = None) -> str:
         if variant is not None:
             raise ValueError(f"the household world has one expert (no variant {variant!r})")

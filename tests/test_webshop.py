@@ -1,0 +1,132 @@
+"""WebShop against the real one: the reference recorded from the unmodified site on the
+1000-product subset (../shared/data/webshop/reference) is replayed here: every observation,
+reward and done flag of its episodes, every search ranking, every reward row.
+Skips cleanly where ../shared is absent (a user's machine)."""
+
+from __future__ import annotations
+
+import json
+import lzma
+from pathlib import Path
+
+import pytest
+
+from hsl_tools.agent import make_policy, rollout
+from hsl_tools.envs.webshop import WebShop
+from hsl_tools.envs.webshop.reward import reward
+from hsl_tools.envs.webshop.search import analyze, encoded_length
+from hsl_tools.envs.webshop.site import Session, parse_action
+
+
+def _rows(path: Path) -> list[dict]:
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def reference(webshop: WebShop) -> Path:
+    return Path(__file__).resolve().parents[1].parent / "shared/data/webshop/reference"
+
+
+def test_goals_and_prices_are_webshops_own(webshop: WebShop, reference: Path) -> None:
+    goals = _rows(reference / "goals.jsonl.xz")
+    ours = webshop.catalog.goals
+    assert len(ours) == len(goals) == 6910
+    for g, mine in zip(goals, ours, strict=True):
+        assert (mine.asin, mine.instruction_text, mine.attributes, mine.price_upper,
+                mine.goal_options, mine.weight) == (g["asin"], g["instruction_text"],
+                                                    g["attributes"], g["price_upper"],
+                                                    g["goal_options"], g["weight"])
+    prices = json.loads((reference / "product_prices.json").read_text())
+    assert webshop.catalog.prices == prices
+
+
+def test_the_search_index_holds_webshops_documents(webshop: WebShop) -> None:
+    folder = webshop.catalog.folder
+    with (folder / "documents_1k.jsonl").open(encoding="utf-8") as f:
+        documents = {d["id"]: d["contents"] for d in map(json.loads, f)}
+    assert documents == {a: p.document() for a, p in webshop.catalog.products.items()}
+
+
+def test_the_analyzer_is_lucenes_english_analyzer() -> None:
+    assert analyze("The Women's Shoes, running!") == ["women", "shoe", "run"]
+    assert analyze("2.5 cm ★ gift © ❶") == ["2.5", "cm", "★", "gift", "©"]
+    assert analyze("usb-c t-shirt don’t") == ["usb", "c", "t", "shirt", "don’t"]
+    # lengths as Lucene's one-byte norms store them
+    assert [encoded_length(n) for n in (23, 24, 25, 63, 64, 71, 72)] == \
+           [23, 24, 25, 60, 64, 68, 72]
+
+
+def test_every_reference_ranking_is_identical(webshop: WebShop, reference: Path) -> None:
+    """Top 50 in order, ties included; the recorded scores are rounded (to about 4
+    decimals), so scores agree to a relative 1e-4."""
+    queries = _rows(reference / "search.jsonl.xz")
+    identical = 0
+    for q in queries:
+        hits = webshop.engine.search(q["query"])
+        identical += [a for a, _ in hits] == q["asins"] and \
+            [s for _, s in hits] == pytest.approx(q["scores"], rel=1e-4)
+    assert identical == len(queries) == 1287
+
+
+def test_every_reference_reward_row_is_equal(webshop: WebShop, reference: Path) -> None:
+    rows = _rows(reference / "rewards.jsonl.xz")
+    catalog = webshop.catalog
+    for r in rows:
+        total, info = reward(catalog.products[r["asin"]], catalog.goals[r["goal_index"]],
+                             r["price"], r["options"])
+        assert (total, info) == (r["reward"], r["components"]), r
+
+
+def test_every_reference_episode_replays_identically(webshop: WebShop, reference: Path
+                                                     ) -> None:
+    episodes = _rows(reference / "episodes.jsonl.xz")
+    steps = 0
+    for e in episodes:
+        session = Session(webshop.catalog, webshop.engine, webshop.catalog.goals[e["goal_index"]])
+        assert session.observation == e["first_observation"]
+        assert session.available_actions() == e["first_available_actions"]
+        for s in e["steps"]:
+            observation, r, done = session.step(s["action"])
+            assert (observation, r, type(r), done) == \
+                   (s["observation"], s["reward"], type(s["reward"]), s["done"]), s["action"]
+            assert session.available_actions() == s["available_actions"]
+            steps += 1
+        assert session.purchase is not None and session.purchase.reward == e["final_reward"]
+    assert len(episodes) == 444 and steps == 2883
+
+
+def test_actions_parse_as_webshop_parses_them() -> None:
+    assert parse_action("search[x] trailing") == ("search", "x")
+    assert parse_action("search[a] X]") == ("search", "a] x")
+    assert parse_action("search[a[b]]") == ("search[a", "b]")
+    assert parse_action("click [x]") == ("click ", "x")
+    assert parse_action("search") == ("search", None)
+
+
+def test_expert_buys_the_goal_and_random_rarely_buys(webshop: WebShop) -> None:
+    tasks = webshop.task_ids("test", 40)
+    expert = list(rollout(webshop, tasks, make_policy("expert"), "test"))
+    assert all("purchase" in t.meta and t.meta["purchase"]["asin"] == t.meta["asin"]
+               for t in expert)
+    assert sum(t.success for t in expert) >= 36  # misses: WebShop's option-tuple quirk
+    assert all(t.reward == t.meta["purchase"]["reward"] and len(t.steps) <= 10 for t in expert)
+    randoms = list(rollout(webshop, tasks, make_policy("random"), "test"))
+    assert sum(t.reward for t in randoms) < sum(t.reward for t in expert) / 4
+    assert all(len(t.steps) <= 10 for t in randoms)
+
+
+def test_splits_are_webshops_goal_ranges(webshop: WebShop) -> None:
+    assert webshop.task_ids("test")[:2] == ["fixed_0", "fixed_1"]
+    assert len(webshop.task_ids("test")) == 500 and len(webshop.task_ids("dev")) == 1000
+    assert webshop.task_ids("train")[0] == "fixed_1500"
+    assert len(webshop.task_ids("train")) == 6910 - 1500
+    with pytest.raises(ValueError, match="not a WebShop task id"):
+        webshop.reset("goal-3")
+
+
+def test_a_replay_reproduces_the_purchase(webshop: WebShop) -> None:
+    [trajectory] = rollout(webshop, ["fixed_7"], make_policy("expert"), "test")
+    purchase = webshop.purchase(trajectory)
+    assert purchase is not None
+    assert purchase.reward == trajectory.reward and purchase.asin == trajectory.meta["asin"]
