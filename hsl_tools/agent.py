@@ -14,23 +14,25 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from hsl_tools.chat import parse_reply, render
+from hsl_tools.chat import parse_reply, render, reply_budget
 from hsl_tools.envs.base import Environment, Episode, step_all
 from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
-from hsl_tools.records import Step, Trajectory
+from hsl_tools.records import RecordError, Step, Trajectory, read_records
 
 
 class Decision(NamedTuple):
-    action: str
+    action: str | None  # None: the policy has nothing more to do; the episode ends here
     thought: str | None = None
 
 
 class Policy(Protocol):
     name: str
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]: ...
+    def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
+            ) -> list[Decision]: ...
 
 
 class ExpertPolicy:
@@ -41,7 +43,8 @@ class ExpertPolicy:
         self.variant = variant
         self.name = "expert" if variant is None else f"expert:{variant}"
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
+    def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
+            ) -> list[Decision]:
         return [Decision(e.expert_action(self.variant)) for e in episodes]
 
 
@@ -54,7 +57,8 @@ class RandomPolicy:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
+    def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
+            ) -> list[Decision]:
         return [Decision(random.Random(f"{self.seed}/{e.task_id}/{len(h)}").choice(
             e.admissible_actions())) for e, h in zip(episodes, histories, strict=True)]
 
@@ -69,33 +73,65 @@ class LLMPolicy:
         self.model = model
         self.name = model.spec
         self.react = react
-        self.params = params or GenerationParams(max_new_tokens=48 if not react else 128)
+        self.params = params
 
-    def prompt(self, episode: Episode, history: list[Step]) -> Conversation:
+    def generation(self, env: Environment) -> GenerationParams:
+        """The policy's settings, with the environment's reply budget unless given."""
+        return self.params or GenerationParams(max_new_tokens=reply_budget(env.name, self.react))
+
+    def prompt(self, env: Environment, episode: Episode, history: list[Step]) -> Conversation:
         """The chat for the next action, dropping the oldest steps if it would not fit."""
         limit = getattr(self.model, "context_length", None)
-        budget = None if limit is None else limit - self.params.max_new_tokens
+        budget = None if limit is None else limit - self.generation(env).max_new_tokens
         for omitted in range(len(history) + 1):
             conversation = render(episode.instruction, episode.observation, history[omitted:],
-                                  self.react, omitted)
+                                  self.react, omitted, env.name)
             # A byte-level token is at least one character, so short text fits for sure.
             if budget is None or sum(len(m["content"]) + 16 for m in conversation) <= budget \
                     or self.model.count_tokens(conversation) <= budget:
                 return conversation
         return conversation
 
-    def act(self, episodes: list[Episode], histories: list[list[Step]]) -> list[Decision]:
-        prompts = [self.prompt(e, h) for e, h in zip(episodes, histories, strict=True)]
+    def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
+            ) -> list[Decision]:
+        prompts = [self.prompt(env, e, h) for e, h in zip(episodes, histories, strict=True)]
         decisions = []
         sessions = [e.task_id for e in episodes]
-        for reply in self.model.generate(prompts, self.params, sessions):
+        for reply in self.model.generate(prompts, self.generation(env), sessions):
             thought, action = parse_reply(reply)
             decisions.append(Decision(action or reply.strip()[:200], thought))
         return decisions
 
 
-POLICIES = ("expert", "expert:VARIANT", "random", "hf:PATH", "vllm:PATH_OR_NAME",
-            "openai:URL#MODEL")
+class ReplayPolicy:
+    """Plays each recorded trajectory of a dump again in its own task, to its last action:
+    what the environment shows now is recorded (re-scoring a foreign dump, or checking one
+    implementation of an environment against another)."""
+
+    def __init__(self, dump: Path) -> None:
+        self.name = f"replay:{dump}"
+        self.actions: dict[str, list[str]] = {}
+        self.work: dict[str, list[str]] = {}  # split -> task ids, in the dump's order
+        for t in read_records(dump, Trajectory):
+            if t.task_id in self.actions:
+                raise RecordError(f"{dump}: task {t.task_id} appears twice; a replay plays "
+                                  "each task once")
+            self.actions[t.task_id] = [s.action for s in t.steps]
+            self.work.setdefault(t.split, []).append(t.task_id)
+
+    def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
+            ) -> list[Decision]:
+        decisions = []
+        for e, h in zip(episodes, histories, strict=True):
+            recorded = self.actions.get(e.task_id)
+            if recorded is None:
+                raise ValueError(f"{self.name}: the dump has no trajectory for task {e.task_id}")
+            decisions.append(Decision(recorded[len(h)] if len(h) < len(recorded) else None))
+        return decisions
+
+
+POLICIES = ("expert", "expert:VARIANT", "random", "replay:DUMP", "hf:PATH",
+            "vllm:PATH_OR_NAME", "openai:URL#MODEL")
 
 
 def make_policy(spec: str, seed: int = 0, params: GenerationParams | None = None,
@@ -105,6 +141,8 @@ def make_policy(spec: str, seed: int = 0, params: GenerationParams | None = None
         return ExpertPolicy(spec.partition(":")[2] or None)
     if spec == "random":
         return RandomPolicy(seed)
+    if spec.startswith("replay:"):
+        return ReplayPolicy(Path(spec.partition(":")[2]))
     if ":" in spec:
         return LLMPolicy(make_chat_model(spec), params, react)
     raise ValueError(f"unknown policy {spec!r} (valid: {', '.join(POLICIES)})")
@@ -120,10 +158,15 @@ def rollout(env: Environment, task_ids: Iterable[str], policy: Policy, split: st
             active.append((env.reset(tid), []))
         if not active:
             return
-        decisions = policy.act([e for e, _ in active], [h for _, h in active])
-        results = step_all([e for e, _ in active], [d.action for d in decisions])
+        decisions = policy.act(env, [e for e, _ in active], [h for _, h in active])
+        acting = [(e, h, d) for (e, h), d in zip(active, decisions, strict=True)
+                  if d.action is not None]
+        for (episode, history), decision in zip(active, decisions, strict=True):
+            if decision.action is None:
+                yield _trajectory(env, episode, history, policy, split)
+        results = step_all([e for e, _, _ in acting], [d.action for _, _, d in acting])
         still = []
-        for (episode, history), decision, result in zip(active, decisions, results, strict=True):
+        for (episode, history, decision), result in zip(acting, results, strict=True):
             history.append(Step(action=decision.action, observation=result.observation,
                                 thought=decision.thought))
             if result.done:

@@ -1,8 +1,8 @@
 """One renderer from trajectory to chat, shared by rollouts and training so they never drift.
 
-A conversation is: a system message with the action grammar, a user message with the initial
-observation and the task, then one assistant message per action and one user message per
-observation. With ReAct the assistant writes "Thought: ...\\nAction: ...".
+A conversation is: a system message with the environment's action grammar, a user message
+with the task as the environment shows it, then one assistant message per action and one user
+message per observation. With ReAct the assistant writes "Thought: ...\\nAction: ...".
 """
 
 from __future__ import annotations
@@ -10,32 +10,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from hsl_tools.envs.base import env_class
 from hsl_tools.llm.base import Conversation
 from hsl_tools.records import Step
-
-SYSTEM_ALFWORLD = """You act in a household to finish a task. Each turn, reply with one action; \
-the next message tells you what happened.
-Actions:
-go to RECEPTACLE
-open RECEPTACLE / close RECEPTACLE
-take OBJECT from RECEPTACLE
-move OBJECT to RECEPTACLE
-clean OBJECT with RECEPTACLE / heat OBJECT with RECEPTACLE / cool OBJECT with RECEPTACLE
-use OBJECT
-examine OBJECT / examine RECEPTACLE
-look / inventory
-Use the exact names you see, such as "mug 1" or "cabinet 3". \
-"Nothing happens." means the action had no effect."""
 
 REACT_SUFFIX = "\nReply as:\nThought: your reasoning\nAction: your action"
 
 
-def system_prompt(react: bool = False) -> str:
-    return SYSTEM_ALFWORLD + (REACT_SUFFIX if react else "")
+def system_prompt(react: bool = False, env: str = "household") -> str:
+    """The environment's own instructions to the agent (its action grammar)."""
+    return env_class(env).system + (REACT_SUFFIX if react else "")
 
 
-def task_message(instruction: str, initial_observation: str) -> str:
-    return f"{initial_observation}\n\nYour task is to: {instruction}"
+def task_message(instruction: str, initial_observation: str, env: str = "household") -> str:
+    """The first user message: the task as the environment shows it."""
+    return env_class(env).task_message(instruction, initial_observation)
+
+
+def reply_budget(env: str = "household", react: bool = False) -> int:
+    """New tokens for one agent reply: the environment's budget, more for a ReAct thought."""
+    return env_class(env).reply_tokens + (80 if react else 0)
 
 
 def assistant_message(step: Step, react: bool) -> str:
@@ -45,10 +39,12 @@ def assistant_message(step: Step, react: bool) -> str:
 
 
 def render(instruction: str, initial_observation: str, steps: Sequence[Step],
-           react: bool = False, omitted: int = 0) -> Conversation:
-    """The chat for a trajectory; `omitted` earlier steps are summarised in one line."""
-    conversation = [{"role": "system", "content": system_prompt(react)},
-                    {"role": "user", "content": task_message(instruction, initial_observation)}]
+           react: bool = False, omitted: int = 0, env: str = "household") -> Conversation:
+    """The chat for a trajectory in environment `env`; `omitted` earlier steps are summarised
+    in one line."""
+    conversation = [{"role": "system", "content": system_prompt(react, env)},
+                    {"role": "user", "content": task_message(instruction, initial_observation,
+                                                             env)}]
     if omitted:
         conversation[1]["content"] += f"\n\n[{omitted} earlier steps omitted]"
     for step in steps:

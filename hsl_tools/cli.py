@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from hsl_tools.agent import Policy, make_policy
+from hsl_tools.agent import Policy, ReplayPolicy, make_policy
+from hsl_tools.chat import reply_budget
 from hsl_tools.collect import collect as run_collect
 from hsl_tools.envs.base import EnvError, Environment, make_env
 from hsl_tools.evaluate import evaluate as run_eval
@@ -41,13 +42,16 @@ console = Console()
 err_console = Console(stderr=True)
 
 Env = Annotated[str, typer.Option("--env", "-e", help=(
-    "Environment: household (embedded) or alfworld (the alfworld extra and $ALFWORLD_DATA)."))]
+    "Environment: household (embedded), alfworld (the alfworld extra and $ALFWORLD_DATA) or "
+    "webshop ($WEBSHOP_DATA; the webshop extra for its exact reward)."))]
 PolicySpec = Annotated[str, typer.Option(
-    "--policy", "-p", help="expert, random, hf:PATH, vllm:PATH_OR_NAME or openai:URL#MODEL.")]
+    "--policy", "-p", help="expert, random, hf:PATH, vllm:PATH_OR_NAME, openai:URL#MODEL, or "
+                           "replay:DUMP (each trajectory's actions again, in its own task).")]
 N = Annotated[int | None, typer.Option("-n", help="First N tasks of each split (all if unset).")]
 BatchSize = Annotated[int, typer.Option(help="Episodes stepped in lockstep (one batched "
                                               "generation per step).")]
-MaxSteps = Annotated[int, typer.Option(help="Step limit T per episode.")]
+MaxSteps = Annotated[int | None, typer.Option(
+    help="Step limit T per episode [default: the environment's: 40, WebShop 10].")]
 Temperature = Annotated[float, typer.Option(help="Sampling temperature of a model policy "
                                                  "(0 = greedy).")]
 React = Annotated[bool, typer.Option(help="Model policy writes 'Thought: … Action: …'.")]
@@ -55,8 +59,8 @@ Seed = Annotated[int, typer.Option(help="Seed of sampling and of the random poli
 Fresh = Annotated[bool, typer.Option(help="Ignore what the output already holds; redo all.")]
 
 
-def _policy(spec: str, temperature: float, react: bool, seed: int) -> Policy:
-    params = GenerationParams(max_new_tokens=128 if react else 48, temperature=temperature,
+def _policy(spec: str, env: str, temperature: float, react: bool, seed: int) -> Policy:
+    params = GenerationParams(max_new_tokens=reply_budget(env, react), temperature=temperature,
                               seed=seed)
     return make_policy(spec, seed=seed, params=params, react=react)
 
@@ -93,11 +97,13 @@ def init_model(
 def collect(
     out: Annotated[Path, typer.Option("--out", "-o", help="Trajectories JSONL to write.")],
     env: Env = "household",
-    split: Annotated[str, typer.Option(help="train, seen or unseen.")] = "train",
+    split: Annotated[str | None, typer.Option(help=(
+        "household, alfworld: train, seen or unseen; webshop: train, dev or test "
+        "[default: train]"))] = None,
     policy: PolicySpec = "expert",
     n: N = None,
     batch_size: BatchSize = 16,
-    max_steps: MaxSteps = 40,
+    max_steps: MaxSteps = None,
     temperature: Temperature = 0.0,
     react: React = False,
     seed: Seed = 0,
@@ -109,9 +115,13 @@ def collect(
     Example: hsl collect --env household --split train --policy expert -n 200 --out demos.jsonl
     """
     environment = make_env(env, max_steps=max_steps)
-    work = [(split, environment.task_ids(split, n))]
-    stats = run_collect(out, environment, work, _policy(policy, temperature, react, seed),
-                        batch_size, fresh)
+    actor = _policy(policy, env, temperature, react, seed)
+    if isinstance(actor, ReplayPolicy) and split is None:  # the dump's own tasks
+        work = [(s, ids[:n]) for s, ids in actor.work.items()]
+    else:
+        split = split or environment.train_split
+        work = [(split, environment.task_ids(split, n))]
+    stats = run_collect(out, environment, work, actor, batch_size, fresh)
     console.print(stats.line(out))
 
 
@@ -119,13 +129,15 @@ def collect(
 def evaluate(
     policy: PolicySpec,
     env: Env = "household",
-    split: Annotated[str, typer.Option(help="Comma-separated splits.")] = "seen,unseen",
+    split: Annotated[str | None, typer.Option(help=(
+        "Comma-separated splits [default: the environment's evaluation splits: seen,unseen; "
+        "webshop: test]"))] = None,
     n: N = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Folder for eval.jsonl and summary.json "
                             "[default: runs/eval/<policy>]")] = None,
     batch_size: BatchSize = 16,
-    max_steps: MaxSteps = 40,
+    max_steps: MaxSteps = None,
     temperature: Temperature = 0.0,
     react: React = False,
     seed: Seed = 0,
@@ -138,9 +150,10 @@ def evaluate(
     """
     environment = make_env(env, max_steps=max_steps)
     out = out or Path("runs/eval") / re.sub(r"[^A-Za-z0-9._-]+", "-", policy).strip("-")
-    summary, stats = run_eval(environment, _policy(policy, temperature, react, seed),
-                              split.split(","), n, out, batch_size, fresh)
-    console.print(summary_table(summary, f"{policy} on {env}"))
+    splits = split.split(",") if split else list(environment.eval_splits)
+    summary, stats = run_eval(environment, _policy(policy, env, temperature, react, seed),
+                              splits, n, out, batch_size, fresh)
+    console.print(summary_table(summary, f"{policy} on {env}", environment.graded))
     console.print(stats.line(out / "eval.jsonl"))
 
 

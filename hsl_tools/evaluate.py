@@ -50,12 +50,17 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, dict[st
             for split, groups in cells.items()}
 
 
-def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str) -> Table:
-    """Rows: goal types (then all); columns: success per split, with episode counts."""
+def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str,
+                  scored: bool = False) -> Table:
+    """Rows: goal types (then all); columns: success per split, with episode counts, and with
+    `scored` (an environment whose rewards give partial credit) the score, 100 x mean
+    reward."""
     table = Table(title=title)
     table.add_column("goal type")
     splits = list(summary)
     for split in splits:
+        if scored:
+            table.add_column(f"{split} score", justify="right")
         table.add_column(f"{split} success", justify="right")
         table.add_column(f"{split} steps", justify="right")
     groups = sorted({g for s in splits for g in summary[s]} - {"all"}) + ["all"]
@@ -63,6 +68,8 @@ def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str) -
         row = [group]
         for split in splits:
             cell = summary[split].get(group)
+            if scored:
+                row.append(f"{100 * cell['mean_reward']:.1f}" if cell else "")
             row += ([f"{cell['success']:.1%} of {cell['episodes']:.0f}",
                      f"{cell['mean_steps']:.1f}"] if cell else ["", ""])
         table.add_row(*row, style="bold" if group == "all" else None)

@@ -157,7 +157,7 @@ def _eto_messages(record: Demo | Trajectory, legacy_put: bool, flags: bool) -> l
     feedback_text = legacy_feedback if legacy_put else (lambda o: o)
     # an imported dump keeps its own preamble; ours states our grammar
     preamble = (record.meta.get("preamble") if isinstance(record, Trajectory) else None) \
-        or system_prompt(react=True)
+        or system_prompt(react=True, env=record.env or "alfworld")
     messages = [{"from": "human", "value": preamble, "loss": False},
                 {"from": "gpt", "value": "OK", "loss": False},
                 {"from": "human", "value": f"{record.initial_observation}\n\n{TASK_MARK} "
@@ -177,7 +177,8 @@ def _eto_messages(record: Demo | Trajectory, legacy_put: bool, flags: bool) -> l
 
 def _openai_messages(record: Demo | Trajectory) -> list[dict]:
     react = any(s.thought for s in record.steps)
-    conversation = render(record.instruction, record.initial_observation, record.steps, react)
+    conversation = render(record.instruction, record.initial_observation, record.steps, react,
+                          env=record.env or "household")
     # the observation after the last action teaches nothing: end on the assistant turn
     messages: list[dict] = [dict(m) for m in conversation[:-1]]
     relevant = iter(bool(getattr(s, "relevant", True)) for s in record.steps)

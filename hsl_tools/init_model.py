@@ -22,7 +22,6 @@ from transformers.utils import logging as hf_logging
 from hsl_tools.agent import RandomPolicy, make_policy, rollout
 from hsl_tools.chat import render
 from hsl_tools.envs.base import make_env
-from hsl_tools.goals import TEMPLATES
 from hsl_tools.llm.base import ModelError
 
 hf_logging.disable_progress_bar()
@@ -55,14 +54,13 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def env_corpus(env_name: str = "household", episodes: int = 400) -> Iterator[str]:
     """Chat-rendered text of expert and random episodes, plus every goal sentence."""
     env = make_env(env_name)
-    tasks = env.task_ids("train", episodes // 2)
+    tasks = env.task_ids(env.train_split, episodes // 2)
     for policy in (make_policy("expert"), RandomPolicy(seed=0)):
-        for trajectory in rollout(env, tasks, policy, "train", batch_size=64):
+        for trajectory in rollout(env, tasks, policy, env.train_split, batch_size=64):
             for message in render(trajectory.instruction, trajectory.initial_observation,
-                                  trajectory.steps, react=True):
+                                  trajectory.steps, react=True, env=env_name):
                 yield f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
-    for first, second in TEMPLATES.values():
-        yield first + "\n" + second
+    yield from env.goal_sentences()
 
 
 def train_tokenizer(texts: Iterator[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:

@@ -84,10 +84,10 @@ def test_history_is_cut_to_fit_the_context(household: Household, tiny_model: Pat
     episode = household.reset("train-00004")
     history = list(next(rollout(household, ["train-00004"], RandomPolicy(0), "train")).steps)
     policy = LLMPolicy(model, GenerationParams(max_new_tokens=32))
-    full = policy.prompt(episode, history)
+    full = policy.prompt(household, episode, history)
     assert len(full) == 2 + 2 * len(history)  # fits in 4096 tokens: nothing dropped
     model.context_length = model.count_tokens(full) // 2
-    cut = policy.prompt(episode, history)
+    cut = policy.prompt(household, episode, history)
     omitted = len(history) - (len(cut) - 2) // 2
     assert 0 < omitted < len(history)
     assert f"[{omitted} earlier steps omitted]" in cut[1]["content"]
@@ -123,7 +123,7 @@ def test_session_cache_changes_nothing_but_speed(household: Household, tiny_mode
     policy = LLMPolicy(make_chat_model(f"hf:{tiny_model}"), params)  # prompts only
 
     def chats(k: int, lag: int = 0) -> list[Conversation]:
-        return [policy.prompt(e, t.steps[:max(0, k - i * lag)])
+        return [policy.prompt(household, e, t.steps[:max(0, k - i * lag)])
                 for i, (e, t) in enumerate(zip(episodes, trajectories, strict=True))]
 
     for batch_size in (32, 1):
@@ -147,9 +147,10 @@ def test_a_reply_rendered_as_generated_is_not_run_again(household: Household,
     params = GenerationParams(max_new_tokens=12)
     policy = LLMPolicy(model, params)
     episode = household.reset("train-00005")
-    first = policy.prompt(episode, [])
+    first = policy.prompt(household, episode, [])
     reply = model.generate([first], params, sessions=["a"])[0]
-    second = policy.prompt(episode, [Step(action=reply, observation="Nothing happens.")])
+    second = policy.prompt(household, episode,
+                           [Step(action=reply, observation="Nothing happens.")])
     cached = model.cache.ids["a"]
     assert len(cached) > len(model.prompt_ids(first))  # the prompt and the reply's tokens
     assert model.cache.reusable("a", model.prompt_ids(second)) == len(cached)

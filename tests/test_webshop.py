@@ -10,12 +10,18 @@ import lzma
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
+from typer.testing import CliRunner
 
 from hsl_tools.agent import make_policy, rollout
+from hsl_tools.cli import app
 from hsl_tools.envs.webshop import WebShop
 from hsl_tools.envs.webshop.reward import reward
 from hsl_tools.envs.webshop.search import analyze, encoded_length
 from hsl_tools.envs.webshop.site import Session, parse_action
+from hsl_tools.records import Trajectory, read_records
+
+runner = CliRunner()
 
 
 def _rows(path: Path) -> list[dict]:
@@ -130,3 +136,50 @@ def test_a_replay_reproduces_the_purchase(webshop: WebShop) -> None:
     purchase = webshop.purchase(trajectory)
     assert purchase is not None
     assert purchase.reward == trajectory.reward and purchase.asin == trajectory.meta["asin"]
+
+
+def _steps(path: Path) -> dict[str, list[tuple[str, str]]]:
+    return {t.task_id: [(s.action, s.observation) for s in t.steps]
+            for t in read_records(path, Trajectory)}
+
+
+@pytest.mark.parametrize("env", ["household", "webshop"])
+def test_replay_of_a_dump_reproduces_its_observations_and_rewards(
+        env: str, webshop: WebShop, tmp_path: Path) -> None:
+    dump, again = tmp_path / "dump.jsonl", tmp_path / "again.jsonl"
+    assert runner.invoke(app, ["collect", "--env", env, "--policy", "random", "-n", "12",
+                               "--seed", "3", "--out", str(dump)]).exit_code == 0
+    result = runner.invoke(app, ["collect", "--env", env, "--policy", f"replay:{dump}",
+                                 "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert _steps(again) == _steps(dump) and len(_steps(dump)) == 12
+    rewards = {t.task_id: (t.reward, t.success, t.split) for t in read_records(dump, Trajectory)}
+    assert {t.task_id: (t.reward, t.success, t.split)
+            for t in read_records(again, Trajectory)} == rewards
+    assert {t.policy for t in read_records(again, Trajectory)} == {f"replay:{dump}"}
+
+
+def test_eval_prints_webshops_score_beside_success(webshop: WebShop, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--env", "webshop", "--policy", "expert", "-n", "20",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "test score" in result.output and "test success" in result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())["summary"]
+    assert set(summary) == {"test"} and summary["test"]["all"]["episodes"] == 20
+    assert summary["test"]["all"]["mean_reward"] >= summary["test"]["all"]["success"] > 0.8
+
+
+def test_a_model_built_for_webshop_rolls_out_there(webshop: WebShop, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    result = runner.invoke(app, ["init-model", "--env", "webshop", "--out", str(model)])
+    assert result.exit_code == 0, result.output
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    # learned from WebShop's pages: its words are whole tokens, not bytes
+    assert len(tokenizer.tokenize(" [SEP] Back to Search")) <= 6
+    out = tmp_path / "t.jsonl"
+    result = runner.invoke(app, ["collect", "--env", "webshop", "--policy", f"hf:{model}",
+                                 "--split", "test", "-n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    trajectories = list(read_records(out, Trajectory))
+    assert sorted(t.task_id for t in trajectories) == ["fixed_0", "fixed_1"]
+    assert all(0 < len(t.steps) <= 10 and t.env == "webshop" for t in trajectories)

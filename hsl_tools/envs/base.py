@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol, runtime_checkable
 
 from hsl_tools.goals import Goal
@@ -66,13 +67,30 @@ def step_all(episodes: Sequence[Episode], actions: Sequence[str]) -> list[StepRe
 
 
 class Environment(Protocol):
+    """An environment owns what is its own; stages ask it instead of importing its code."""
+
     name: str
     splits: tuple[str, ...]
+    train_split: str  # where demos and HSL rollouts come from
+    eval_splits: tuple[str, ...]  # what success is measured on
     max_steps: int
+    prompt_family: str  # prompts/<family>/… for LLM relabelers
+    graded: bool  # rewards give partial credit (a score beside success), not just the win
+    reply_tokens: int  # new tokens for one agent reply
+    system: str  # the agent's system prompt: the action grammar
+
+    @staticmethod
+    def task_message(instruction: str, initial_observation: str) -> str:
+        """The first user message of an episode."""
+        ...
 
     def task_ids(self, split: str, n: int | None = None) -> list[str]: ...
 
     def reset(self, task_id: str) -> Episode: ...
+
+    def goal_sentences(self) -> list[str]:
+        """Text of the environment's goal space that a tokenizer built for it should know."""
+        ...
 
     def oracle(self, trajectory: Trajectory) -> dict[Goal, int]:
         """Every template goal the trajectory achieved, with the first step it held."""
@@ -84,12 +102,19 @@ ENVIRONMENTS = {"household": "hsl_tools.envs.household:Household",
                 "webshop": "hsl_tools.envs.webshop:WebShop"}
 
 
-def make_env(name: str, **options: Any) -> Environment:
-    """An environment by name; an unknown name fails with the list of known ones."""
+@cache
+def env_class(name: str) -> type[Environment]:
+    """An environment's class by name (its class attributes answer without loading data);
+    an unknown name fails with the list of known ones."""
     if name not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {name!r} (valid: {', '.join(ENVIRONMENTS)})")
     module, cls = ENVIRONMENTS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_env(name: str, **options: Any) -> Environment:
+    """An environment by name, with its options (unset ones take the environment's default)."""
+    return env_class(name)(**{k: v for k, v in options.items() if v is not None})
 
 
 def check_split(env: Environment, split: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from hsl_tools.envs.alfworld import games
 from hsl_tools.envs.alfworld.facts import Fact, achieved
 from hsl_tools.envs.alfworld.worker import GameWorker, Payload, WorkerError, WorkerPool
+from hsl_tools.envs.alfworld_family import AlfworldFamily
 from hsl_tools.envs.base import EnvError, StepResult, check_split
 from hsl_tools.goals import Goal
 from hsl_tools.records import Trajectory
@@ -124,7 +125,7 @@ class AlfworldEpisode:
             self.worker = None
 
 
-class Alfworld:
+class Alfworld(AlfworldFamily):
     """The ALFWorld text environment; needs `pip install hsl-tools[alfworld]` and the data."""
 
     name = "alfworld"

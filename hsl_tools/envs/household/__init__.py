@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hsl_tools.envs.alfworld_family import AlfworldFamily
 from hsl_tools.envs.base import StepResult, check_split
 from hsl_tools.envs.household.expert import Expert
 from hsl_tools.envs.household.oracle import achieved, satisfied
@@ -55,7 +56,7 @@ class HouseholdEpisode:
         return self.world.admissible()
 
 
-class Household:
+class Household(AlfworldFamily):
     """The household environment: splits `train`, `seen`, `unseen`; T = 40 by default."""
 
     name = "household"

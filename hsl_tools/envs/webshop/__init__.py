@@ -112,9 +112,25 @@ class WebShop:
 
     name = "webshop"
     splits = tuple(SPLITS)
+    train_split = "train"
+    eval_splits: tuple[str, ...] = ("test",)
+    prompt_family = "webshop"
+    graded = True  # partial credit: a split's score is 100 x its mean reward
+    reply_tokens = 96  # a search can be as long as the instruction
+    system = SYSTEM
+
+    @staticmethod
+    def task_message(instruction: str, initial_observation: str) -> str:
+        """The start page; it shows the instruction itself."""
+        return initial_observation
 
     def __init__(self, max_steps: int = 10) -> None:
         self.max_steps = max_steps
+
+    def goal_sentences(self) -> list[str]:
+        """Every product title (text a tokenizer should know; instructions come with the
+        episodes)."""
+        return [p.title for p in self.catalog.products.values()]
 
     @cached_property
     def catalog(self) -> Catalog:
