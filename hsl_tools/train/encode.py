@@ -37,8 +37,9 @@ def encode(tokenizer: PreTrainedTokenizerBase, demo: Demo, max_len: int = 4096,
     """Tokens, labels and action indices of one demo; `mask=False` sets every z_t to 1."""
     relevant = [s.relevant or not mask for s in demo.steps]
     for omitted in range(len(demo.steps)):
+        # the last observation follows no action: not needed
         chat = render(demo.instruction, demo.initial_observation, demo.steps[omitted:], react,
-                      omitted, demo.env or "household")[:-1]  # the last observation follows no action: not needed
+                      omitted, demo.env or "household")[:-1]
         enc = tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
         if len(enc["input_ids"]) <= max_len:
