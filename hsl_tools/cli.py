@@ -534,6 +534,27 @@ def show(
         shown += 1
 
 
+@app.command("serve-env")
+def serve_env(
+    env: Annotated[str, typer.Argument(help="The environment to serve: webshop.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 36001,
+    seed: Annotated[int, typer.Option(help="Seed of the goals drawn for a reset without "
+                                           "session_id.")] = 0,
+) -> None:
+    """Serve an environment on AgentGym's env-server protocol (POST /create, /reset, /step;
+    GET /observation, /available_actions), so other stacks can train on it.
+
+    Example: WEBSHOP_DATA=... hsl serve-env webshop --port 36001
+    (then, for our stages: WEBSHOP_SERVER=http://127.0.0.1:36001 hsl eval --env webshop …)
+    """
+    environment = make_env(env)
+    if not hasattr(environment, "serve"):
+        raise ValueError(f"{env} has no server (serve-env serves: webshop)")
+    console.print(f"serving {env} on http://{host}:{port} (Ctrl-C stops)")
+    environment.serve(host, port, seed)
+
+
 def main() -> None:
     """Console entry point: expected failures print one line, not a traceback."""
     try:

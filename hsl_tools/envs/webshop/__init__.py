@@ -9,13 +9,16 @@ success is reward 1. The score of a split is 100 x its mean reward.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import Any
 
 from hsl_tools.envs.base import EnvError, StepResult, check_split
-from hsl_tools.envs.webshop.data import Catalog, data_folder, load_catalog
+from hsl_tools.envs.webshop.client import RemoteSession
+from hsl_tools.envs.webshop.data import Catalog, DataMissing, Goal, data_folder, load_catalog
+from hsl_tools.envs.webshop.reward import reward
 from hsl_tools.envs.webshop.search import SearchEngine
-from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session
+from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session, instruction_of
 from hsl_tools.records import Trajectory
 
 SPLITS = {"test": (0, 500), "dev": (500, 1500), "train": (1500, None)}
@@ -44,18 +47,20 @@ def goal_index(task: str) -> int:
 
 
 class WebShopEpisode:
-    """One shopper session with its goal; the purchase goes to `meta["purchase"]`."""
+    """One shopper session with its goal, in-process or on a server; the purchase goes to
+    `meta["purchase"]`."""
 
     def __init__(self, env: WebShop, task: str) -> None:
         index = goal_index(task)
-        if index >= len(env.catalog.goals):
-            raise ValueError(f"task {task}: the data has {len(env.catalog.goals)} goals")
         self.env, self.task_id, self.max_steps = env, task, env.max_steps
-        self.goal = env.catalog.goals[index]
-        self.session = Session(env.catalog, env.engine, self.goal)
-        self.instruction = self.goal.instruction_text
+        self.goal = env.goal(index)
+        self.session: Session | RemoteSession = (
+            Session(env.catalog, env.engine, self.goal) if env.server is None else
+            RemoteSession(env.server, index, env.timeout))
         self.observation = self.session.observation
-        self.meta: dict[str, Any] = {"goal_type": self.goal.category, "asin": self.goal.asin}
+        self.instruction = instruction_of(self.observation)
+        self.meta: dict[str, Any] = {} if self.goal is None else {
+            "goal_type": self.goal.category, "asin": self.goal.asin}
         self.steps = 0
         self.done = self.won = False
         self.reward = 0.0
@@ -66,19 +71,24 @@ class WebShopEpisode:
         observation, reward, bought = self.session.step(action)
         self.steps += 1
         if bought:
+            self.reward = float(reward)
             purchase = self.session.purchase
-            assert purchase is not None
-            self.reward = float(purchase.reward)
-            self.meta["purchase"] = {"asin": purchase.asin, "options": purchase.options,
-                                     "price": purchase.price, "reward": purchase.reward}
+            if purchase is not None:
+                price = purchase.price if purchase.price is not None else \
+                    self.env.price(purchase.asin)
+                self.meta["purchase"] = {"asin": purchase.asin, "options": purchase.options,
+                                         "price": price, "reward": self.reward}
         self.won = bought and self.reward == 1.0
         self.done = bought or self.steps >= self.max_steps
+        if self.done and isinstance(self.session, RemoteSession):
+            self.session.close()
         return StepResult(observation, self.done, self.won, {"reward": reward})
 
     def admissible_actions(self) -> list[str]:
         """Clicks on what the page shows; on the search page, a search for the instruction."""
-        actions = [f"click[{c}]" for c in self.session.clickables() if c != "search"]
-        if self.session.page.kind == "start":
+        available = self.session.available_actions()
+        actions = [f"click[{c}]" for c in available["clickables"] if c != "search"]
+        if available["has_search_bar"]:
             actions.append(f"search[{self.instruction.lower()}]")
         return actions
 
@@ -88,6 +98,9 @@ class WebShopEpisode:
         option and buys."""
         if variant is not None:
             raise ValueError(f"WebShop has one expert (no variant {variant!r})")
+        if not isinstance(self.session, Session) or self.goal is None:
+            raise EnvError("the WebShop expert plays in-process (it reads the page state): "
+                           "collect expert demos without WEBSHOP_SERVER")
         page, goal = self.session.page, self.goal
         if page.kind in ("start", "done"):
             return f"search[{self.env.expert_query(goal.asin, self.instruction)}]"
@@ -108,7 +121,9 @@ class WebShopEpisode:
 
 
 class WebShop:
-    """The WebShop environment (data loaded on first use, then shared by episodes)."""
+    """The WebShop environment (data loaded on first use, then shared by episodes). With a
+    `server` (or `$WEBSHOP_SERVER`), episodes play on that AgentGym-protocol server; the data,
+    where present, still gives goals to the expert and prices to purchases."""
 
     name = "webshop"
     splits = tuple(SPLITS)
@@ -124,8 +139,32 @@ class WebShop:
         """The start page; it shows the instruction itself."""
         return initial_observation
 
-    def __init__(self, max_steps: int = 10) -> None:
+    def __init__(self, max_steps: int = 10, server: str | None = None,
+                 timeout: float = 60.0) -> None:
         self.max_steps = max_steps
+        self.server = server or os.environ.get("WEBSHOP_SERVER") or None
+        self.timeout = timeout
+
+    def has_data(self) -> bool:
+        try:
+            self.catalog  # noqa: B018 - loads it once
+        except DataMissing:
+            if self.server is None:
+                raise
+            return False
+        return True
+
+    def goal(self, index: int) -> Goal | None:
+        """Goal `index` from the data (None when playing on a server without the data)."""
+        if not self.has_data():
+            return None
+        if index >= len(self.catalog.goals):
+            raise ValueError(f"task fixed_{index}: the data has {len(self.catalog.goals)} "
+                             "goals")
+        return self.catalog.goals[index]
+
+    def price(self, asin: str) -> float | None:
+        return self.catalog.prices.get(asin) if self.has_data() else None
 
     def goal_sentences(self) -> list[str]:
         """Every product title (text a tokenizer should know; instructions come with the
@@ -144,7 +183,13 @@ class WebShop:
     def task_ids(self, split: str, n: int | None = None) -> list[str]:
         check_split(self, split)
         start, end = SPLITS[split]
-        end = len(self.catalog.goals) if end is None else min(end, len(self.catalog.goals))
+        if self.has_data():
+            end = len(self.catalog.goals) if end is None else min(end, len(self.catalog.goals))
+        elif end is None:
+            if n is None:
+                raise EnvError("how many train goals the server has is unknown without "
+                               "WEBSHOP_DATA: give -n")
+            end = start + n
         size = max(end - start, 0)
         if n is not None and n > size:
             raise ValueError(f"split {split!r} has {size} goals, asked for {n}")
@@ -161,6 +206,12 @@ class WebShop:
             return query
         return self.catalog.products[asin].title.lower()
 
+    def serve(self, host: str = "127.0.0.1", port: int = 36001, seed: int = 0) -> None:
+        """This WebShop on AgentGym's env-server protocol, until interrupted."""
+        from hsl_tools.envs.webshop.server import serve
+
+        serve(self, host, port, seed)
+
     def replay(self, trajectory: Trajectory) -> WebShopEpisode:
         """Play a trajectory's actions again in its own task (to its last step)."""
         episode = WebShopEpisode(self, trajectory.task_id)
@@ -171,10 +222,15 @@ class WebShop:
         return episode
 
     def purchase(self, trajectory: Trajectory) -> Purchase | None:
-        """What the trajectory bought, scored for its own goal (replayed where the record
-        does not say); None when it bought nothing."""
-        session = self.replay(trajectory).session
-        return session.purchase
+        """The oracle of a WebShop trajectory: what it bought (product, options, price) and the
+        reward for its own goal, by replaying it in its task; None when it bought nothing."""
+        return self.replay(trajectory).session.purchase
+
+    def reward_for(self, purchase: Purchase, goal: Goal) -> float:
+        """The reward a purchase earns for any goal, as WebShop computes it."""
+        price = purchase.price if purchase.price is not None else self.catalog.prices[
+            purchase.asin]
+        return reward(self.catalog.products[purchase.asin], goal, price, purchase.options)[0]
 
     def oracle(self, trajectory: Trajectory) -> dict[Any, int]:
         """WebShop has no goal templates to enumerate: what was bought is `purchase`."""

@@ -25,13 +25,14 @@ SUB_PAGES = {"description": "Description", "features": "Features", "reviews": "R
 
 @dataclass
 class Purchase:
-    """What a shopper bought, and the reward the site gave for it."""
+    """What a shopper bought, and the reward the site gave for it (a purchase read off a
+    remote site's done page has no price and no reward parts)."""
 
     asin: str
     options: dict[str, str]
-    price: float
+    price: float | None
     reward: float
-    info: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +51,26 @@ def parse_action(action: str) -> tuple[str, str | None]:
     """(name, lowercased argument) as WebShop parses an action; no brackets: no argument."""
     m = ACTION.match(action)
     return (action, None) if m is None else (m[1], m[2].lower())
+
+
+def instruction_of(observation: str) -> str:
+    """The instruction a page shows ("Instruction: [SEP] <text> [SEP] …")."""
+    parts = observation.split(" [SEP] ")
+    if "Instruction:" not in parts[:-1]:
+        raise ValueError(f"no instruction on the page: {observation[:120]!r}")
+    return parts[parts.index("Instruction:") + 1]
+
+
+def purchase_of(done_page: str, reward: float) -> Purchase | None:
+    """What the done page says was bought; None for a page that is not one."""
+    parts = done_page.split(" [SEP] ")
+    try:
+        bought = parts.index("Purchased")
+        asin = parts[parts.index("asin", bought) + 1]
+        options = json.loads(parts[parts.index("options", bought) + 1])
+    except (ValueError, IndexError):
+        return None
+    return Purchase(asin, options, None, float(reward))
 
 
 def _json(options: dict[str, str]) -> str:
