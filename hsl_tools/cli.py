@@ -464,14 +464,16 @@ def import_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Trajectories JSONL to write.")],
     env: Env = "alfworld",
     split: Annotated[str, typer.Option(
-        help="Split for items whose game_file names none.")] = "train",
+        help="Split for items whose task says none (ALFWorld: no game_file; WebShop: an id "
+             "that names no goal index).")] = "train",
     success: Annotated[bool, typer.Option(
         help="Outcome of items with no success/reward field (ETO's SFT files hold "
              "successes).")] = True,
 ) -> None:
     """Read another stack's trajectory dump into our records.
 
-    ETO's "put X in/on Y" becomes "move X to Y", as alfworld 0.4 games say it.
+    ETO's "put X in/on Y" becomes "move X to Y", as alfworld 0.4 games say it. WebShop dumps
+    (ETO's webshop_sft.json, AgentGym's webshop trajectories) take --env webshop.
 
     Example: hsl import alfworld_sft.json --out runs/eto.jsonl
     """

@@ -25,19 +25,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hsl_tools.chat import parse_reply, render, system_prompt
-from hsl_tools.envs.alfworld.games import SPLIT_FOLDERS
+from hsl_tools.envs.base import env_class
 from hsl_tools.records import Demo, RecordError, Step, Trajectory, write_json, write_lines
 
 Format = Literal["eto", "agentgym", "openai"]
 FORMATS: tuple[str, ...] = ("eto", "agentgym", "openai")
-TASK_MARK = "Your task is to:"
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
           "system": "system"}
 _PUT_ACTION = re.compile(r"^put (.+?) in/on (.+)$")
 _PUT_FEEDBACK = re.compile(r"^You put the (.+?) in/on the (.+?)\.")
 _MOVE_ACTION = re.compile(r"^move (.+?) to (.+)$")
 _MOVE_FEEDBACK = re.compile(r"^You move the (.+?) to the (.+?)\.")
-_SPLIT_OF_FOLDER = {folder: split for split, folder in SPLIT_FOLDERS.items()}
 Turn = dict[str, str]  # role (system, user or assistant) and content
 
 
@@ -78,6 +76,16 @@ def _turns(where: str, item: Any) -> list[Turn]:
     return turns
 
 
+def _observation(content: str) -> str:
+    """A user turn's text without the "Observation:" that ETO puts before it."""
+    return content.strip().removeprefix("Observation:").strip()
+
+
+def record_env(record: Demo | Trajectory) -> str:
+    """The environment a record came from (a demo may not say: ALFWorld, as ETO's are)."""
+    return record.env or "alfworld"
+
+
 def modern_action(action: str) -> str:
     return _PUT_ACTION.sub(r"move \1 to \2", action)
 
@@ -94,25 +102,17 @@ def legacy_feedback(observation: str) -> str:
     return _MOVE_FEEDBACK.sub(r"You put the \1 in/on the \2.", observation)
 
 
-def _split_and_task(item: dict[str, Any], default_split: str) -> tuple[str, str]:
-    """ETO names the game file ("data/json_2.1.1/train/<task>/<trial>"): split and task id."""
-    game = str(item.get("game_file") or "")
-    parts = [p for p in game.split("/") if p]
-    for i, part in enumerate(parts):
-        if part in _SPLIT_OF_FOLDER and len(parts) > i + 2:
-            return _SPLIT_OF_FOLDER[part], "/".join(parts[i + 1:i + 3])
-    return default_split, str(item.get("id", item.get("item_id", "")))
-
-
 def to_trajectory(where: str, item: Any, env: str, split: str, success: bool,
                   policy: str) -> Trajectory:
     """One conversation as a trajectory; thoughts are kept, the preamble goes to meta."""
     turns = _turns(where, item)
-    start = next((i for i, t in enumerate(turns)
-                  if t["role"] == "user" and TASK_MARK in t["content"]), None)
-    if start is None:
-        raise RecordError(f"{where}: conversations: no user turn holds '{TASK_MARK}'")
-    observation, _, task = turns[start]["content"].partition(TASK_MARK)
+    kind = env_class(env)
+    start, task = next(((i, found) for i, t in enumerate(turns) if t["role"] == "user" and
+                        (found := kind.task_of(_observation(t["content"])))), (None, None))
+    if start is None or task is None:
+        raise RecordError(f"{where}: conversations: no user turn holds the task, as {env} "
+                          "shows it")
+    instruction, observation = task
     steps: list[Step] = []
     mapped = 0
     for j in range(start + 1, len(turns)):
@@ -125,11 +125,11 @@ def to_trajectory(where: str, item: Any, env: str, split: str, success: bool,
             mapped += new != action
             steps.append(Step(action=new, observation="", thought=thought))
         elif turn["role"] == "user" and steps:
-            text = turn["content"].strip().removeprefix("Observation:").strip()
+            text = _observation(turn["content"])
             new = modern_feedback(text)
             mapped += new != text
             steps[-1].observation = new
-    split, task_id = _split_and_task(item, split)
+    split, task_id = kind.imported_task(item, split)
     preamble = [t["content"] for t in turns[:start] if not
                 (t["role"] == "assistant" and t["content"].strip() == "OK")]
     meta: dict[str, Any] = {"imported_from": where, "mapped_put": mapped,
@@ -137,7 +137,7 @@ def to_trajectory(where: str, item: Any, env: str, split: str, success: bool,
     ident = str(item.get("id", item.get("item_id", task_id)))
     reward = float(item.get("reward", success))
     return Trajectory(id=ident, env=env, split=split, task_id=task_id or ident,
-                      instruction=task.strip().rstrip("."), initial_observation=observation.strip(),
+                      instruction=instruction, initial_observation=observation,
                       steps=steps, success=bool(item.get("success", reward > 0)), reward=reward,
                       policy=policy, meta=meta)
 
@@ -157,11 +157,11 @@ def _eto_messages(record: Demo | Trajectory, legacy_put: bool, flags: bool) -> l
     feedback_text = legacy_feedback if legacy_put else (lambda o: o)
     # an imported dump keeps its own preamble; ours states our grammar
     preamble = (record.meta.get("preamble") if isinstance(record, Trajectory) else None) \
-        or system_prompt(react=True, env=record.env or "alfworld")
+        or system_prompt(react=True, env=record_env(record))
     messages = [{"from": "human", "value": preamble, "loss": False},
                 {"from": "gpt", "value": "OK", "loss": False},
-                {"from": "human", "value": f"{record.initial_observation}\n\n{TASK_MARK} "
-                                           f"{record.instruction}.", "loss": False}]
+                {"from": "human", "value": env_class(record_env(record)).dump_task(
+                    record.instruction, record.initial_observation), "loss": False}]
     for i, step in enumerate(record.steps):
         if i:
             messages.append({"from": "human", "loss": False, "value":
@@ -178,7 +178,7 @@ def _eto_messages(record: Demo | Trajectory, legacy_put: bool, flags: bool) -> l
 def _openai_messages(record: Demo | Trajectory) -> list[dict]:
     react = any(s.thought for s in record.steps)
     conversation = render(record.instruction, record.initial_observation, record.steps, react,
-                          env=record.env or "household")
+                          env=record_env(record))
     # the observation after the last action teaches nothing: end on the assistant turn
     messages: list[dict] = [dict(m) for m in conversation[:-1]]
     relevant = iter(bool(getattr(s, "relevant", True)) for s in record.steps)

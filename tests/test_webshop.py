@@ -183,3 +183,44 @@ def test_a_model_built_for_webshop_rolls_out_there(webshop: WebShop, tmp_path: P
     trajectories = list(read_records(out, Trajectory))
     assert sorted(t.task_id for t in trajectories) == ["fixed_0", "fixed_1"]
     assert all(0 < len(t.steps) <= 10 and t.env == "webshop" for t in trajectories)
+
+
+def _eto_item(t: Trajectory, agentgym: bool) -> dict:
+    """A trajectory in ETO's webshop_sft.json shape, or AgentGym's (ids `webshop_<i>`,
+    per-message loss flags, "Action:" on its own line, pages without "Observation:").
+    Both files live on the HF hub, out of reach here: these are built to their published
+    shape (../shared/data/README.md)."""
+    page = (lambda o: o) if agentgym else (lambda o: f"Observation:\n{o}")
+    turns = [("human", "You are web shopping. Reply with search[...] or click[...]."),
+             ("gpt", "OK"), ("human", page(t.initial_observation))]
+    for s in t.steps:
+        action = f"Thought:\nI act.\n\nAction:\n{s.action}" if agentgym else \
+            f"Thought: I act.\nAction: {s.action}"
+        turns += [("gpt", action), ("human", page(s.observation))]
+    index = int(t.task_id.removeprefix("fixed_"))
+    conversations = [{"from": who, "value": text, **({"loss": who == "gpt"} if agentgym
+                                                        else {})} for who, text in turns]
+    return {"item_id": f"webshop_{index}", "conversations": conversations} if agentgym else \
+        {"id": index, "conversations": conversations, "reward": t.reward}
+
+
+@pytest.mark.parametrize("agentgym", [False, True], ids=["eto", "agentgym"])
+def test_webshop_dumps_import_into_records_that_replay(webshop: WebShop, tmp_path: Path,
+                                                       agentgym: bool) -> None:
+    tasks = ["fixed_3", "fixed_777", "fixed_2500"]
+    trajectories = list(rollout(webshop, tasks, make_policy("expert"), "x"))
+    dump = tmp_path / "dump.json"
+    dump.write_text(json.dumps([_eto_item(t, agentgym) for t in trajectories]))
+    out = tmp_path / "imported.jsonl"
+    result = runner.invoke(app, ["import", str(dump), "--env", "webshop", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    imported = {t.task_id: t for t in read_records(out, Trajectory)}
+    assert {k: t.split for k, t in imported.items()} == \
+        {"fixed_3": "test", "fixed_777": "dev", "fixed_2500": "train"}
+    for t in trajectories:
+        got = imported[t.task_id]
+        assert (got.env, got.instruction, got.initial_observation) == \
+            ("webshop", t.instruction, t.initial_observation)
+        assert [(s.action, s.observation) for s in got.steps] == \
+            [(s.action, s.observation) for s in t.steps]
+        assert webshop.purchase(got) == webshop.purchase(t)

@@ -139,6 +139,32 @@ class WebShop:
         """The start page; it shows the instruction itself."""
         return initial_observation
 
+    @staticmethod
+    def task_of(message: str) -> tuple[str, str] | None:
+        """(instruction, start page) from a dump's user turn (ETO's and AgentGym's show the
+        page as the site renders it); None if it shows no instruction."""
+        try:
+            return instruction_of(message), message
+        except ValueError:
+            return None
+
+    @staticmethod
+    def dump_task(instruction: str, initial_observation: str) -> str:
+        return f"Observation:\n{initial_observation}"
+
+    @staticmethod
+    def imported_task(item: dict[str, Any], default_split: str) -> tuple[str, str]:
+        """(split, task id) of a dump's item: its id names the goal (ETO: an index or
+        `fixed_<i>`; AgentGym: `webshop_<i>`); the split is the one that holds that goal."""
+        ident = str(item.get("id", item.get("item_id", "")))
+        number = ident.rsplit("_", 1)[-1]
+        if not number.isdigit():
+            return default_split, ident
+        index = int(number)
+        split = next(name for name, (start, end) in SPLITS.items()
+                     if start <= index and (end is None or index < end))
+        return split, task_id(index)
+
     def __init__(self, max_steps: int = 10, server: str | None = None,
                  timeout: float = 60.0) -> None:
         self.max_steps = max_steps
