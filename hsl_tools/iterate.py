@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from rich.console import Console
 
 from hsl_tools.agent import make_policy
+from hsl_tools.chat import reply_budget
 from hsl_tools.collect import collect
 from hsl_tools.envs.base import Environment, make_env
 from hsl_tools.evaluate import evaluate, success_line
@@ -64,7 +65,7 @@ class RunSection(_Section):
     label: str | None = None  # the method's name in reports (default: from the settings)
     env: str = "household"
     seed: int = 42
-    max_steps: int = 40
+    max_steps: int | None = None  # the environment's T by default (40; WebShop 10)
 
 
 class ModelSection(_Section):
@@ -120,7 +121,7 @@ class DPOSection(_Trains):
 
 class EvalSection(_Section):
     every: int = 0  # 0: only after SFT and at the end
-    splits: list[str] = ["seen", "unseen"]
+    splits: list[str] | None = None  # the environment's evaluation splits by default
     n: int | Literal["all"] | None = None  # the first n tasks of each split; "all" or unset: all
     batch_size: int = 32
 
@@ -204,15 +205,17 @@ def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, 
 
     def evaluate_at(name: str, checkpoint: Path) -> None:
         folder = run / name
-        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(max_new_tokens=24))
-        summary, _ = evaluate(env, policy, recipe.eval.splits, recipe.eval.tasks(), folder,
-                              recipe.eval.batch_size)
+        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
+            max_new_tokens=reply_budget(env.name)))
+        summary, _ = evaluate(env, policy, recipe.eval.splits or list(env.eval_splits),
+                              recipe.eval.tasks(), folder, recipe.eval.batch_size)
         evals[name] = summary
         console.print(f"[bold]{name}[/]: {success_line(summary)}")
 
     start = _starting_model(recipe, run, console)
     expert = run / "expert.jsonl"
-    stats = collect(expert, env, [("train", env.task_ids("train", recipe.sft.demos))],
+    stats = collect(expert, env, [(env.train_split, env.task_ids(env.train_split,
+                                                                  recipe.sft.demos))],
                     make_policy("expert"), batch_size=256)
     console.print(f"expert demos: {stats.line(expert)}")
     ground_truth = load_demos(expert)
@@ -263,8 +266,10 @@ def _dpo(recipe: Recipe, env: Environment, folder: Path, checkpoint: Path, exper
         if d.tasks is not None and d.tasks < len(tasks):
             tasks = sorted(random.Random(f"{recipe.run.seed}/dpo").sample(tasks, d.tasks))
         policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
-            max_new_tokens=24, temperature=d.temperature, seed=recipe.run.seed))
-        collect(folder / "agent.jsonl", env, [("train", tasks)], policy, recipe.model.batch_size)
+            max_new_tokens=reply_budget(env.name), temperature=d.temperature,
+            seed=recipe.run.seed))
+        collect(folder / "agent.jsonl", env, [(env.train_split, tasks)], policy,
+                recipe.model.batch_size)
         config = TrainConfig(objective="dpo", steps=d.steps, batch_size=d.batch_size,
                              grad_accum=d.grad_accum, lr=d.lr, beta=d.beta, seed=recipe.run.seed)
         train(str(checkpoint), folder / "ckpt", config, ground_truth,
@@ -297,10 +302,13 @@ def _iteration(recipe: Recipe, env: Environment, run: Path, folder: Path, i: int
     if h.data == "none":  # the control: no rollouts, no buffer
         played, new, buffer = [], [], []
     else:
-        tasks = random.Random(f"{recipe.run.seed}/{i}").sample(env.task_ids("train"), h.collect)
+        tasks = random.Random(f"{recipe.run.seed}/{i}").sample(env.task_ids(env.train_split),
+                                                               h.collect)
         policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
-            max_new_tokens=24, temperature=h.temperature, seed=recipe.run.seed + i))
-        collect(folder / "agent.jsonl", env, [("train", tasks)], policy, recipe.model.batch_size)
+            max_new_tokens=reply_budget(env.name), temperature=h.temperature,
+            seed=recipe.run.seed + i))
+        collect(folder / "agent.jsonl", env, [(env.train_split, tasks)], policy,
+                recipe.model.batch_size)
         # all of them, not just this call's: a killed iteration resumes with some played
         played = list(read_records(folder / "agent.jsonl", Trajectory))
         if h.data == "self_imitation":

@@ -24,16 +24,15 @@ import json
 import math
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from hsl_tools.envs.base import make_env
-from hsl_tools.envs.household.world import NOTHING
+from hsl_tools.envs.base import Environment, env_class, make_env
 from hsl_tools.evaluate import read_summary
-from hsl_tools.goals import Goal
 from hsl_tools.records import (
     Demo,
     GoalRecord,
@@ -55,7 +54,8 @@ def _short(kinds: list[str]) -> list[str]:
 
 
 class Point(BaseModel):
-    """One evaluation of one run, and its episodes by outcome (see `outcome`; oracle only)."""
+    """One evaluation of one run, and its episodes by outcome (the environment's `outcome`;
+    oracle only)."""
 
     method: str
     demos: int
@@ -107,31 +107,18 @@ class RunData:
     gt_types: Counter[str] = field(default_factory=Counter)
     relabeled_types: Counter[str] = field(default_factory=Counter)
     relabel_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    # ("method, N demos") -> evaluation episodes by outcome (see `outcome`), seen and unseen
+    # ("method, N demos") -> evaluation episodes by outcome (the environment's), all splits
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     # ("method, N demos", first iteration of a block of ten) -> rollout counts (`_add_rollouts`)
     rollouts: dict[tuple[str, int], Counter[str]] = field(
         default_factory=lambda: defaultdict(Counter))
 
 
-def _goal_type(instruction: str) -> str:
-    goal = Goal.parse(instruction)
-    return str(goal.type) if goal else "other"
-
-
-def outcome(trajectory: Trajectory, achieved: dict[Goal, int]) -> str:
-    """What an evaluation episode came to: won; failed but achieved a goal with the task's own
-    object (wrong receptacle or treatment: the instruction half followed); failed achieving
-    another goal; or failed achieving nothing."""
-    if trajectory.success:
-        return "won"
-    if not achieved:
-        return "nothing"
-    task = Goal.parse(trajectory.instruction)
-    return "same object" if task and any(g.obj == task.obj for g in achieved) else "other goal"
-
-
-OUTCOMES = ("won", "same object", "other goal", "nothing")
+def outcome_kinds(counts: Iterable[Counter[str]]) -> list[str]:
+    """The outcomes the environment named, won first and nothing last, the rest in the order
+    they first appear (ALFWorld's: won, same object, other goal, nothing)."""
+    seen = list(dict.fromkeys(k for c in counts for k in c))
+    return sorted(seen, key=lambda k: (k != "won", k == "nothing"))
 
 
 def load_runs(sources: list[Path], oracle: bool = True) -> RunData:
@@ -184,7 +171,7 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
     if final:
         _add_curve(record, run, label, recipe["hsl"]["iterations"])
     if (run / "expert.jsonl").exists():
-        record.gt_types.update(_goal_type(t.instruction)
+        record.gt_types.update(env_class(t.env).goal_type(t.instruction)
                                for t in read_records(run / "expert.jsonl", Trajectory))
     for it in sorted(run.glob("iter-*")):
         if final and (it / "done").exists() and (it / "agent.jsonl").exists():
@@ -193,7 +180,7 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
             _add_rollouts(counts, it)
             record.rollouts.append((label, (i - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1, counts))
         if (it / "demos.jsonl").exists():
-            record.relabeled_types.update(_goal_type(d.instruction)
+            record.relabeled_types.update(env_class(d.env or "household").goal_type(d.instruction)
                                           for d in read_records(it / "demos.jsonl", Demo))
         if oracle and (it / "goals.jsonl").exists():
             report = check(read_records(it / "agent.jsonl", Trajectory),
@@ -234,10 +221,12 @@ def pool(records: dict[str, RunRecord]) -> RunData:
 
 
 def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
-    envs: dict = {}
+    """Evaluation episodes by outcome, as their environment tells it from its oracle."""
+    envs: dict[str, Environment] = {}
     for t in read_records(episodes, Trajectory):
-        env = envs.setdefault(t.env, make_env(t.env))
-        counts[outcome(t, env.oracle(t))] += 1
+        if t.env not in envs:
+            envs[t.env] = make_env(t.env)
+        counts[envs[t.env].outcome(t, envs[t.env].oracle(t))] += 1
 
 
 ROLLOUT_BLOCK = 10  # iterations per row of the rollout table
@@ -248,7 +237,8 @@ def _add_rollouts(counts: Counter[str], iteration: Path) -> None:
     no effect, and goals the relabeler named (what HSL turns into demos)."""
     for t in read_records(iteration / "agent.jsonl", Trajectory):
         counts.update(episodes=1, won=int(t.success), steps=len(t.steps),
-                      nothing=sum(s.observation.strip() == NOTHING for s in t.steps))
+                      nothing=sum(s.observation.strip() == env_class(t.env).no_effect
+                                  for s in t.steps))
     if (iteration / "goals.jsonl").exists():
         counts["goals"] += sum(1 for _ in read_records(iteration / "goals.jsonl", GoalRecord))
 
@@ -405,15 +395,17 @@ def markdown(data: RunData) -> str:
             lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
                          f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
     if data.outcomes:
+        kinds = outcome_kinds(data.outcomes.values())
         lines += ["", "## What evaluation episodes achieved (oracle; seen and unseen pooled)", "",
                   "Failed episodes that achieved a goal are what HSL relabels: the agent did "
                   "something, not what it was asked.", "",
-                  "| method, demos | episodes | won | failed: task's object, other goal | "
-                  "failed: other goal | failed: nothing |", "|---|---:|---:|---:|---:|---:|"]
+                  "| method, demos | episodes | " + " | ".join(
+                      k if k == "won" else f"failed: {k}" for k in kinds) + " |",
+                  "|---|---:|" + "---:|" * len(kinds)]
         for m, c in sorted(data.outcomes.items(), key=lambda kv: _by_budget(kv[0])):
             n = sum(c.values())
             lines.append(f"| {m} | {n} | " + " | ".join(f"{100 * c[k] / n:.1f} %"
-                                                        for k in OUTCOMES) + " |")
+                                                        for k in kinds) + " |")
     if data.gains:
         lines += ["", "## Change from each run's own SFT, in points (paired)", "",
                   "| method, demos | seen | unseen |", "|---|---:|---:|"]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from hsl_tools.goals import Goal
+from hsl_tools.envs.base import env_class
 from hsl_tools.records import Trajectory
 
 
 def print_trajectory(console: Console, trajectory: Trajectory,
-                     achieved: dict[Goal, int] | None = None) -> None:
+                     achieved: Mapping[Any, int] | None = None) -> None:
     """One panel per trajectory; with `achieved`, the goals it reached and their steps."""
     body = Text()
-    body.append(trajectory.initial_observation + "\n", style="dim")
-    body.append(f"Your task is to: {trajectory.instruction}\n", style="bold")
+    body.append(env_class(trajectory.env).task_message(trajectory.instruction,
+                                                       trajectory.initial_observation) + "\n",
+                style="bold")
     for i, step in enumerate(trajectory.steps, 1):
         body.append(f"{i:>3} > {step.action}\n", style="cyan")
         body.append(f"      {step.observation}\n")

@@ -10,7 +10,7 @@ import pytest
 
 from hsl_tools.agent import ExpertPolicy, RandomPolicy, rollout
 from hsl_tools.envs.alfworld.facts import achieved, satisfied
-from hsl_tools.goals import Goal, GoalType
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
 from hsl_tools.relabel.check import check_relabeler
 from hsl_tools.relabel.relabelers import RuleRelabeler
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hsl_tools.goals import Goal, GoalType, strip_ids
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType, strip_ids
 
 GOALS = [Goal(t, "mug", "cabinet") for t in GoalType if t is not GoalType.LOOK_IN_LIGHT]
 GOALS.append(Goal.look("alarmclock"))

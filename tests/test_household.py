@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
 from hsl_tools.envs.household import Household
 from hsl_tools.envs.household.catalog import OBJECTS
 from hsl_tools.envs.household.oracle import achieved, satisfied
 from hsl_tools.envs.household.tasks import SPLIT_SIZES, make_task
 from hsl_tools.envs.household.world import NOTHING, World
-from hsl_tools.goals import Goal, GoalType
 
 if TYPE_CHECKING:
     from hsl_tools.envs.household import HouseholdEpisode

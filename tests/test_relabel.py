@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hsl_tools.agent import ExpertPolicy, RandomPolicy, rollout
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
+from hsl_tools.envs.alfworld_family.rules import identify_goals, relevance
 from hsl_tools.envs.household.catalog import OBJECTS
 from hsl_tools.envs.household.world import World
-from hsl_tools.goals import Goal, GoalType
 from hsl_tools.llm.base import make_chat_model
 from hsl_tools.records import (
     Demo,
@@ -32,7 +33,6 @@ from hsl_tools.relabel.relabelers import (
     extract_json,
     parse_reply,
 )
-from hsl_tools.relabel.rules import identify_goals, relevance
 from hsl_tools.relabel.stages import mask, relabel
 
 if TYPE_CHECKING:

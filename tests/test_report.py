@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from hsl_tools.agent import ExpertPolicy, RandomPolicy
 from hsl_tools.cli import app
 from hsl_tools.collect import collect
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
+from hsl_tools.envs.household import Household
 from hsl_tools.evaluate import evaluate
-from hsl_tools.goals import Goal, GoalType
 from hsl_tools.grid import (
     GridFailed,
     Schedule,
@@ -34,7 +35,7 @@ from hsl_tools.iterate import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
-from hsl_tools.report import load_runs, markdown, outcome, update_report, write_report
+from hsl_tools.report import load_runs, markdown, update_report, write_report
 from hsl_tools.run_lock import exclusive
 from hsl_tools.run_status import run_status
 
@@ -147,10 +148,11 @@ def test_report_sorts_evaluation_episodes_by_what_they_achieved(runs: list[Path]
                   if not t.success and Goal.parse(t.instruction))
     task = Goal.parse(failed.instruction)
     other = "apple" if task.obj != "apple" else "mug"
-    assert outcome(failed, {}) == "nothing"
-    assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, task.obj, "nowhere"): 3}) == \
-        "same object"
-    assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == "other goal"
+    assert Household.outcome(failed, {}) == "nothing"
+    assert Household.outcome(failed, {Goal(GoalType.PICK_AND_PLACE, task.obj, "nowhere"): 3}) \
+        == "same object"
+    assert Household.outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == \
+        "other goal"
 
 
 def test_fisher_exact_matches_the_textbook_values() -> None:

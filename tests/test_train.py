@@ -143,6 +143,6 @@ def test_training_sees_the_prompts_the_agent_sees(household: Household, tiny_mod
               (i == 0 or enc.action_of[i - 1] != a)]
     for k, start in enumerate(starts):
         prompt = model.tokenizer.apply_chat_template(
-            policy.prompt(episode, trajectory.steps[:k]), add_generation_prompt=True,
+            policy.prompt(household, episode, trajectory.steps[:k]), add_generation_prompt=True,
             tokenize=True, return_dict=True)["input_ids"]
         assert enc.input_ids[:start] == prompt

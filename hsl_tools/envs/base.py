@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol, runtime_checkable
 
-from hsl_tools.goals import Goal
 from hsl_tools.records import Trajectory
 
 
@@ -92,8 +91,9 @@ class Environment(Protocol):
         """Text of the environment's goal space that a tokenizer built for it should know."""
         ...
 
-    def oracle(self, trajectory: Trajectory) -> dict[Goal, int]:
-        """Every template goal the trajectory achieved, with the first step it held."""
+    def oracle(self, trajectory: Trajectory) -> dict[Any, int]:
+        """Every goal the trajectory achieved (in the environment's goal space), with the
+        first step it held."""
         ...
 
 

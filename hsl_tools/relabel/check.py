@@ -8,35 +8,44 @@ from collections.abc import Iterable
 
 from rich.table import Table
 
-from hsl_tools.envs.base import make_env
-from hsl_tools.goals import Goal
+from hsl_tools.envs.base import Environment, env_class, make_env
 from hsl_tools.records import GoalRecord, Trajectory
 from hsl_tools.relabel.relabelers import Relabeler
 
 
 def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> dict:
-    """Compare relabeled goals with the oracle on every trajectory (those with no goal too)."""
-    named: dict[str, dict[Goal | str, int]] = defaultdict(dict)
+    """Compare relabeled goals with the oracle on every trajectory (those with no goal too),
+    in the environment's goal space (a goal outside it counts as "not in the goal space")."""
+    named: dict[str, dict[str, int]] = defaultdict(dict)
+    outside: dict[str, int] = defaultdict(int)  # goals named outside the goal space
     for g in goals:
-        named[g.trajectory_id][Goal.parse(g.goal) or g.goal] = g.step
+        canonical = env_class(g.trajectory.env).canonical_goal(g.goal)
+        if canonical is None:
+            outside[g.trajectory_id] += 1
+        else:
+            named[g.trajectory_id][canonical] = g.step
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, exact=0))
-    envs: dict = {}
+    envs: dict[str, Environment] = {}
     seen = set()
     for t in trajectories:
         seen.add(t.id)
-        env = envs.setdefault(t.env, make_env(t.env))
-        truth = env.oracle(t)
+        if t.env not in envs:
+            envs[t.env] = make_env(t.env)
+        env = envs[t.env]
+        truth = {str(goal): step for goal, step in env.oracle(t).items()}
         got = named.get(t.id, {})
+        counts["not in the goal space"]["fp"] += outside.get(t.id, 0)
         for goal, step in got.items():
-            kind = str(goal.type) if isinstance(goal, Goal) else "not a template"
+            kind = env.goal_type(goal)
             if goal in truth:
                 counts[kind]["tp"] += 1
                 counts[kind]["exact"] += truth[goal] == step
             else:
                 counts[kind]["fp"] += 1
         for goal in truth.keys() - got.keys():
-            counts[str(goal.type)]["fn"] += 1
-    missing = named.keys() - seen
+            counts[env.goal_type(goal)]["fn"] += 1
+    counts = {kind: c for kind, c in counts.items() if any(c.values())}
+    missing = (named.keys() | outside.keys()) - seen
     if missing:
         raise ValueError(f"goal records name trajectories not in the trajectories file: "
                          f"{', '.join(sorted(missing)[:3])}")

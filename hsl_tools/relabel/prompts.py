@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from hsl_tools.goals import TEMPLATES
 from hsl_tools.llm.base import Conversation
 from hsl_tools.records import Step
 
 # The repository's prompts/ folder; HSL_PROMPTS points elsewhere (an installed copy, a fork).
 PROMPTS_DIR = Path(os.environ.get("HSL_PROMPTS", Path(__file__).resolve().parents[2] / "prompts"))
-ENV_FAMILY = {"household": "alfworld", "alfworld": "alfworld", "webshop": "webshop"}
 
 
 @dataclass(frozen=True)
@@ -49,18 +47,6 @@ def load_prompt(name: str, root: Path = PROMPTS_DIR) -> Prompt:
     if m is None:
         raise ValueError(f"{path}: want front matter, system text, a '===' line, user text")
     return Prompt(f"{base}@v{number}", m[1].strip(), m[2].strip())
-
-
-def default_prompt(env: str, task: str) -> str:
-    if env not in ENV_FAMILY:
-        raise ValueError(f"no prompts for environment {env!r} (valid: {', '.join(ENV_FAMILY)})")
-    return f"{ENV_FAMILY[env]}/{task}"
-
-
-def goal_forms() -> str:
-    """The goal templates as the prompt lists them."""
-    return "\n".join(f"- {a.format(obj='X', recep='Y')}  (or: {b.format(obj='X', recep='Y')})"
-                     for a, b in TEMPLATES.values())
 
 
 def numbered(steps: list[Step]) -> str:

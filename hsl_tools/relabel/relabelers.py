@@ -18,11 +18,10 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
-from hsl_tools.goals import Goal
+from hsl_tools.envs.base import env_class
 from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
 from hsl_tools.records import GoalRecord, Trajectory, first_error
-from hsl_tools.relabel import rules
-from hsl_tools.relabel.prompts import ENV_FAMILY, goal_forms, load_prompt, numbered
+from hsl_tools.relabel.prompts import load_prompt, numbered
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Relabeler(Protocol):
 
 
 class RuleRelabeler:
-    """Deterministic text procedure for ALFWorld-style trajectories; needs no model."""
+    """The environment's own text procedure (`rule_goals`, `rule_relevance`); needs no model."""
 
     spec = "rules"
 
@@ -69,17 +68,17 @@ class RuleRelabeler:
 
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
                  ) -> list[Goals | Failure]:
-        return [Goals(sorted(((str(g), s) for g, s in rules.identify_goals(t.steps).items()),
-                             key=lambda gs: (gs[1], gs[0])))
-                for t in trajectories]
+        return [Goals(env_class(t.env).rule_goals(t.steps)) for t in trajectories]
 
     def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
                   ) -> list[Relevance | Failure]:
         out: list[Relevance | Failure] = []
         for g in goals:
-            goal = Goal.parse(g.goal)
-            out.append(Failure("", f"not a template goal: {g.goal!r}") if goal is None else
-                       Relevance(rules.relevance(g.trajectory.steps, goal)))
+            try:
+                out.append(Relevance(env_class(g.trajectory.env).rule_relevance(
+                    g.trajectory.steps, g.goal)))
+            except ValueError as e:
+                out.append(Failure("", str(e)))
         return out
 
 
@@ -136,15 +135,6 @@ def parse_reply(text: str, model: type[M]) -> M:
         raise ValueError(first_error(e)) from None
 
 
-def normalise_goal(text: str, family: str) -> str | None:
-    """ALFWorld-family goals map onto a template (ids stripped, synonyms folded); WebShop
-    purchases stay free text."""
-    if family != "alfworld":
-        return text.strip() or None
-    goal = Goal.parse(text)
-    return None if goal is None else str(goal)
-
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -152,9 +142,10 @@ R = TypeVar("R")
 class LLMRelabeler:
     """A chat model with versioned prompts; `attempts` rounds, the later ones sampled warmer."""
 
-    def __init__(self, model: ChatModel, family: str = "alfworld", attempts: int = 2,
+    def __init__(self, model: ChatModel, env: str = "household", attempts: int = 2,
                  max_new_tokens: int = 1024, retry_temperature: float = 0.7) -> None:
-        self.model, self.family, self.spec = model, family, model.spec
+        self.model, self.env, self.spec = model, env_class(env), model.spec
+        self.family = self.env.prompt_family
         self.attempts, self.retry_temperature = attempts, retry_temperature
         self.params = GenerationParams(max_new_tokens=max_new_tokens)
 
@@ -166,7 +157,7 @@ class LLMRelabeler:
         template = load_prompt(prompt or f"{self.family}/goal_inference")
 
         def ask(t: Trajectory) -> Conversation:
-            return template.render(templates=goal_forms(), instruction=t.instruction,
+            return template.render(templates=self.env.goal_forms(), instruction=t.instruction,
                                    initial_observation=t.initial_observation,
                                    trajectory=numbered(t.steps))
 
@@ -177,8 +168,8 @@ class LLMRelabeler:
                 if not 1 <= item.step <= len(t.steps):
                     raise ValueError(f"goal {item.goal!r}: step {item.step} is outside "
                                      f"1..{len(t.steps)}")
-                goal = normalise_goal(item.goal, self.family)
-                if goal is not None:  # a sentence outside the templates is not a goal
+                goal = self.env.canonical_goal(item.goal)
+                if goal is not None:  # a sentence outside the goal space is not a goal
                     first[goal] = min(item.step, first.get(goal, item.step))
             return Goals(sorted(first.items(), key=lambda gs: (gs[1], gs[0])), text)
 
@@ -237,12 +228,11 @@ def make_relabeler(spec: str, env: str = "household", attempts: int = 2,
                    max_new_tokens: int = 1024) -> Relabeler:
     """`rules`, or a chat-model spec (`hf:…`, `vllm:…`, `openai:…`)."""
     if spec == "rules":
-        if ENV_FAMILY.get(env) != "alfworld":
-            raise ValueError(f"the rule relabeler reads ALFWorld-style text; not {env!r}")
+        if not hasattr(env_class(env), "rule_goals"):
+            raise ValueError(f"{env} has no rule relabeler yet: use an LLM relabeler "
+                             "(hf:PATH, vllm:PATH_OR_NAME, openai:URL#MODEL)")
         return RuleRelabeler()
     if ":" not in spec:
         raise ValueError(f"unknown relabeler {spec!r} (valid: rules, hf:PATH, vllm:PATH_OR_NAME, "
                          "openai:URL#MODEL)")
-    if env not in ENV_FAMILY:
-        raise ValueError(f"no prompts for environment {env!r} (valid: {', '.join(ENV_FAMILY)})")
-    return LLMRelabeler(make_chat_model(spec), ENV_FAMILY[env], attempts, max_new_tokens)
+    return LLMRelabeler(make_chat_model(spec), env, attempts, max_new_tokens)

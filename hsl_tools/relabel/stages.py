@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hsl_tools.goals import Goal
+from hsl_tools.envs.base import env_class
 from hsl_tools.progress import progress_bar
 from hsl_tools.records import (
     Demo,
@@ -49,11 +49,6 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _goal_type(goal: str) -> str:
-    parsed = Goal.parse(goal)
-    return str(parsed.type) if parsed else "other"
-
-
 def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
             only_failed_final: bool = False, chunk: int = 256, fresh: bool = False
             ) -> StageStats:
@@ -68,7 +63,8 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
         goals = result.goals[-1:] if only_failed_final else result.goals
         return [(GoalRecord(id=f"{t.id}#{goal}", trajectory_id=t.id, goal=goal, step=step,
                             relabeler=relabeler.spec, prompt=prompt_id, raw=result.raw,
-                            trajectory=t.model_copy(update={"steps": t.steps[:step]})), goal)
+                            trajectory=t.model_copy(update={"steps": t.steps[:step]})),
+                 env_class(t.env).goal_type(goal))
                 for goal, step in goals]
 
     return _run("relabel", trajectories, out, GoalRecord, lambda g: g.trajectory_id, relabeler,
@@ -87,7 +83,8 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
         return [(Demo(id=g.id, source="hindsight", instruction=g.goal, steps=steps,
                       initial_observation=g.trajectory.initial_observation,
                       relabeler=relabeler.spec, prompt=prompt_id, env=g.trajectory.env,
-                      trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id), g.goal)]
+                      trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id),
+                 env_class(g.trajectory.env).goal_type(g.goal))]
 
     return _run("mask", list(read_records(inp, GoalRecord)), out, Demo, lambda d: d.id,
                 relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,
@@ -100,7 +97,8 @@ def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
          emit: Callable[[Any, Any], list[tuple[Record, str]]], chunk: int, fresh: bool
          ) -> StageStats:
     """Feed items not yet done to the relabeler in chunks; write what `emit` makes of each
-    answer, mark inputs that yield nothing as done, and keep failures aside."""
+    answer (records, each with its goal type), mark inputs that yield nothing as done, and
+    keep failures aside."""
     stats = StageStats(inputs=len(items))
     failures: list[FailureRecord] = []
     started = time.perf_counter()
@@ -121,10 +119,10 @@ def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
                     if not records:
                         output.skip(item.id)
                         stats.empty += 1
-                    for record, goal in records:
+                    for record, goal_type in records:
                         output.write(record)
                         stats.outputs += 1
-                        stats.per_type[_goal_type(goal)] += 1
+                        stats.per_type[goal_type] += 1
     write_records(_failures_path(out), failures)
     stats.failures, stats.seconds = len(failures), time.perf_counter() - started
     return stats

@@ -14,8 +14,8 @@ from hsl_tools.envs.alfworld import games
 from hsl_tools.envs.alfworld.facts import Fact, achieved
 from hsl_tools.envs.alfworld.worker import GameWorker, Payload, WorkerError, WorkerPool
 from hsl_tools.envs.alfworld_family import AlfworldFamily
+from hsl_tools.envs.alfworld_family.goals import Goal
 from hsl_tools.envs.base import EnvError, StepResult, check_split
-from hsl_tools.goals import Goal
 from hsl_tools.records import Trajectory
 
 TASK_MARK = "\n\nYour task is to: "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from hsl_tools.goals import Goal, GoalType, first_achieved, strip_ids
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType, first_achieved, strip_ids
 
 # The predicates the oracle reads; the worker sends only these.
 PREDICATES = frozenset({"inreceptacle", "holds", "isclean", "ishot", "iscool", "istoggled",

@@ -13,10 +13,9 @@ import os
 from functools import cache
 from pathlib import Path
 
+from hsl_tools.envs.alfworld_family import SPLIT_FOLDERS
 from hsl_tools.envs.base import EnvError
 
-# our split names -> ALFWorld's folders, as ETO and the paper use them
-SPLIT_FOLDERS = {"train": "train", "seen": "valid_seen", "unseen": "valid_unseen"}
 GAME_FILE = "game.tw-pddl"
 
 

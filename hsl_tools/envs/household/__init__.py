@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from hsl_tools.envs.alfworld_family import AlfworldFamily
+from hsl_tools.envs.alfworld_family.goals import Goal
 from hsl_tools.envs.base import StepResult, check_split
 from hsl_tools.envs.household.expert import Expert
 from hsl_tools.envs.household.oracle import achieved, satisfied
 from hsl_tools.envs.household.tasks import SPLIT_SIZES, Task, make_task, task_id
 from hsl_tools.envs.household.world import WELCOME, Snapshot
-from hsl_tools.goals import Goal
 from hsl_tools.records import Trajectory
 
 

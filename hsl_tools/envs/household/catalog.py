@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hsl_tools.goals import GoalType
+from hsl_tools.envs.alfworld_family.goals import GoalType
 
 OPENABLE = frozenset({"cabinet", "drawer", "fridge", "microwave", "safe"})
 # Receptacles that only take what an object lists for it; any object fits the rest.

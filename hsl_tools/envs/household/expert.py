@@ -9,9 +9,9 @@ not teleportation to a hidden object.
 
 from __future__ import annotations
 
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
 from hsl_tools.envs.household.catalog import DESKLAMP, GOAL_VERB, LAMP_HOSTS, TRANSFORMS
 from hsl_tools.envs.household.world import World, kind_of
-from hsl_tools.goals import Goal, GoalType
 
 
 def _number(name: str) -> int:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType, first_achieved
 from hsl_tools.envs.household.catalog import DESKLAMP, GOAL_VERB, TRANSFORMS
 from hsl_tools.envs.household.world import Snapshot, kind_of
-from hsl_tools.goals import Goal, GoalType, first_achieved
 
 _STATE_GOALS = [(goal_type, TRANSFORMS[verb][1]) for goal_type, verb in GOAL_VERB.items()]
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
 from hsl_tools.envs.household.catalog import (
     DESKLAMP,
     GOAL_VERB,
@@ -29,7 +30,6 @@ from hsl_tools.envs.household.catalog import (
 from hsl_tools.envs.household.expert import Expert
 from hsl_tools.envs.household.oracle import satisfied
 from hsl_tools.envs.household.world import World, kind_of
-from hsl_tools.goals import Goal, GoalType
 
 WORLD_VERSION = "household/1"
 SPLIT_SIZES = {"train": 3553, "seen": 140, "unseen": 134}

@@ -133,6 +133,20 @@ class WebShop:
     graded = True  # partial credit: a split's score is 100 x its mean reward
     reply_tokens = 96  # a search can be as long as the instruction
     system = SYSTEM
+    no_effect = None  # an action that does nothing leaves the page as it was: no message
+
+    # -- the goal space: shopping instructions, free text (what one purchase satisfies)
+    @staticmethod
+    def canonical_goal(text: str) -> str | None:
+        return " ".join(text.split()) or None
+
+    @staticmethod
+    def goal_type(text: str) -> str:
+        return "purchase"
+
+    @staticmethod
+    def goal_forms() -> str:
+        return "a shopping instruction: the product, its attributes and options, a price bound"
 
     @staticmethod
     def task_message(instruction: str, initial_observation: str) -> str:

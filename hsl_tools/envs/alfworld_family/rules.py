@@ -13,9 +13,9 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from hsl_tools.goals import Goal, GoalType
+from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
+from hsl_tools.envs.alfworld_family.tracker import Belief, track
 from hsl_tools.records import Step
-from hsl_tools.relabel.tracker import Belief, track
 
 _TRANSFORM = {GoalType.CLEAN: ("clean", "clean"), GoalType.HEAT: ("heat", "hot"),
               GoalType.COOL: ("cool", "cool")}

@@ -1,0 +1,122 @@
+"""What the household world and real ALFWorld share: the agent's action grammar and task
+message, their splits for training and evaluation, the reply budget and the prompt family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hsl_tools.envs.alfworld_family import rules
+from hsl_tools.envs.alfworld_family.goals import TEMPLATES, Goal
+from hsl_tools.records import Step, Trajectory
+
+# our split names -> ALFWorld's folders, as ETO and the paper use them
+SPLIT_FOLDERS = {"train": "train", "seen": "valid_seen", "unseen": "valid_unseen"}
+TASK_MARK = "Your task is to:"
+_SPLIT_OF_FOLDER = {folder: split for split, folder in SPLIT_FOLDERS.items()}
+
+SYSTEM = """You act in a household to finish a task. Each turn, reply with one action; \
+the next message tells you what happened.
+Actions:
+go to RECEPTACLE
+open RECEPTACLE / close RECEPTACLE
+take OBJECT from RECEPTACLE
+move OBJECT to RECEPTACLE
+clean OBJECT with RECEPTACLE / heat OBJECT with RECEPTACLE / cool OBJECT with RECEPTACLE
+use OBJECT
+examine OBJECT / examine RECEPTACLE
+look / inventory
+Use the exact names you see, such as "mug 1" or "cabinet 3". \
+"Nothing happens." means the action had no effect."""
+
+
+class AlfworldFamily:
+    """The agent side of ALFWorld-style environments (a base class: no state)."""
+
+    train_split = "train"
+    eval_splits: tuple[str, ...] = ("seen", "unseen")
+    prompt_family = "alfworld"
+    graded = False  # the reward is the win
+    # one action ("move soapbottle 2 to countertop 1" is about 10 tokens): recipes and
+    # `hsl eval` decode alike; a ReAct reply gets more (chat.reply_budget)
+    reply_tokens = 24
+    system = SYSTEM
+    no_effect = "Nothing happens."  # what the game says to an action that changed nothing
+
+    # -- the goal space: the six templates over object and receptacle types
+    @staticmethod
+    def canonical_goal(text: str) -> str | None:
+        """A goal sentence in its canonical template form; None outside the templates."""
+        goal = Goal.parse(text)
+        return None if goal is None else str(goal)
+
+    @staticmethod
+    def goal_type(text: str) -> str:
+        goal = Goal.parse(text)
+        return str(goal.type) if goal else "other"
+
+    @staticmethod
+    def goal_forms() -> str:
+        """The goal templates as a relabeling prompt lists them."""
+        return "\n".join(f"- {a.format(obj='X', recep='Y')}  (or: "
+                         f"{b.format(obj='X', recep='Y')})" for a, b in TEMPLATES.values())
+
+    # -- the rule relabeler (the paper's procedure over the trajectory's text)
+    @staticmethod
+    def rule_goals(steps: Sequence[Step]) -> list[tuple[str, int]]:
+        """Every template goal the text shows achieved, with S(k), by step then text."""
+        return sorted(((str(g), s) for g, s in rules.identify_goals(steps).items()),
+                      key=lambda gs: (gs[1], gs[0]))
+
+    @staticmethod
+    def rule_relevance(steps: Sequence[Step], goal: str) -> list[tuple[bool, str]]:
+        """Which actions made `goal` true; ValueError for a sentence outside the templates."""
+        parsed = Goal.parse(goal)
+        if parsed is None:
+            raise ValueError(f"not a template goal: {goal!r}")
+        return rules.relevance(steps, parsed)
+
+    @staticmethod
+    def outcome(trajectory: Trajectory, achieved: Mapping[Any, int]) -> str:
+        """What an evaluation episode came to: won; failed but achieved a goal with the task's
+        own object (the instruction half followed); failed achieving another goal; or failed
+        achieving nothing."""
+        if trajectory.success:
+            return "won"
+        if not achieved:
+            return "nothing"
+        task = Goal.parse(trajectory.instruction)
+        return "same object" if task and any(g.obj == task.obj for g in achieved) \
+            else "other goal"
+
+    @staticmethod
+    def goal_sentences() -> list[str]:
+        """Every goal template in both its forms (text a tokenizer should know)."""
+        return [f"{first}\n{second}" for first, second in TEMPLATES.values()]
+
+    @staticmethod
+    def task_message(instruction: str, initial_observation: str) -> str:
+        return f"{initial_observation}\n\n{TASK_MARK} {instruction}"
+
+    @staticmethod
+    def task_of(message: str) -> tuple[str, str] | None:
+        """(instruction, initial observation) from a dump's user turn; None if it holds no
+        task."""
+        observation, mark, task = message.partition(TASK_MARK)
+        return (task.strip().rstrip("."), observation.strip()) if mark else None
+
+    @staticmethod
+    def dump_task(instruction: str, initial_observation: str) -> str:
+        """The task turn as ETO's dumps write it (with a final period)."""
+        return f"{initial_observation}\n\n{TASK_MARK} {instruction}."
+
+    @staticmethod
+    def imported_task(item: dict[str, Any], default_split: str) -> tuple[str, str]:
+        """(split, task id) of a dump's item: ETO names the game file
+        ("data/json_2.1.1/train/<task>/<trial>")."""
+        game = str(item.get("game_file") or "")
+        parts = [p for p in game.split("/") if p]
+        for i, part in enumerate(parts):
+            if part in _SPLIT_OF_FOLDER and len(parts) > i + 2:
+                return _SPLIT_OF_FOLDER[part], "/".join(parts[i + 1:i + 3])
+        return default_split, str(item.get("id", item.get("item_id", "")))
