@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from hsl_tools.agent import make_policy, rollout
 from hsl_tools.cli import app
 from hsl_tools.envs.webshop import WebShop
-from hsl_tools.envs.webshop.reward import reward
+from hsl_tools.envs.webshop.reward import purchase_reward
 from hsl_tools.envs.webshop.search import analyze, encoded_length
 from hsl_tools.envs.webshop.site import Session, parse_action
 from hsl_tools.records import Trajectory, read_records
@@ -79,7 +79,7 @@ def test_every_reference_reward_row_is_equal(webshop: WebShop, reference: Path) 
     rows = _rows(reference / "rewards.jsonl.xz")
     catalog = webshop.catalog
     for r in rows:
-        total, info = reward(catalog.products[r["asin"]], catalog.goals[r["goal_index"]],
+        total, info = purchase_reward(catalog.products[r["asin"]], catalog.goals[r["goal_index"]],
                              r["price"], r["options"])
         assert (total, info) == (r["reward"], r["components"]), r
 
@@ -136,6 +136,11 @@ def test_a_replay_reproduces_the_purchase(webshop: WebShop) -> None:
     purchase = webshop.purchase(trajectory)
     assert purchase is not None
     assert purchase.reward == trajectory.reward and purchase.asin == trajectory.meta["asin"]
+    # the oracle scores the purchase for any goal: its own, and one for another product
+    goals = webshop.catalog.goals
+    assert webshop.reward_for(purchase, goals[7]) == trajectory.reward == 1.0
+    other = next(g for g in goals if g.asin != purchase.asin and g.query != goals[7].query)
+    assert webshop.reward_for(purchase, other) < 0.5
 
 
 def _steps(path: Path) -> dict[str, list[tuple[str, str]]]:

@@ -16,7 +16,7 @@ from typing import Any
 from hsl_tools.envs.base import EnvError, StepResult, check_split
 from hsl_tools.envs.webshop.client import RemoteSession
 from hsl_tools.envs.webshop.data import Catalog, DataMissing, Goal, data_folder, load_catalog
-from hsl_tools.envs.webshop.reward import reward
+from hsl_tools.envs.webshop.reward import purchase_reward
 from hsl_tools.envs.webshop.search import SearchEngine
 from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session, instruction_of
 from hsl_tools.records import Trajectory
@@ -268,9 +268,10 @@ class WebShop:
 
     def reward_for(self, purchase: Purchase, goal: Goal) -> float:
         """The reward a purchase earns for any goal, as WebShop computes it."""
-        price = purchase.price if purchase.price is not None else self.catalog.prices[
-            purchase.asin]
-        return reward(self.catalog.products[purchase.asin], goal, price, purchase.options)[0]
+        price = purchase.price if purchase.price is not None else \
+            self.catalog.prices[purchase.asin]
+        product = self.catalog.products[purchase.asin]
+        return purchase_reward(product, goal, price, purchase.options)[0]
 
     def oracle(self, trajectory: Trajectory) -> dict[Any, int]:
         """WebShop has no goal templates to enumerate: what was bought is `purchase`."""

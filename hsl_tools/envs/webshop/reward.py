@@ -109,7 +109,7 @@ def option_matches(bought: list[str], goal: Goal) -> int:
     return sum(_matches(normalize_color(o), have) for o in goal.goal_options.items())
 
 
-def reward(product: Product, goal: Goal, price: float, options: dict[str, str]
+def purchase_reward(product: Product, goal: Goal, price: float, options: dict[str, str]
            ) -> tuple[float, dict[str, Any]]:
     """The reward in [0, 1] and its parts, as WebShop's verbose reward reports them."""
     r_type = type_reward(product, goal)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hsl_tools.envs.webshop.data import Catalog, Goal
-from hsl_tools.envs.webshop.reward import reward
+from hsl_tools.envs.webshop.reward import purchase_reward
 from hsl_tools.envs.webshop.search import SearchEngine
 
 ACTION = re.compile(r"(.+)\[(.+)\]")
@@ -198,7 +198,7 @@ class Session:
         elif target == "buy now":
             product = self.catalog.products[p.asin]
             price = self.catalog.prices[p.asin]
-            total, info = reward(product, self.goal, price, p.options)
+            total, info = purchase_reward(product, self.goal, price, p.options)
             self.purchase = Purchase(p.asin, dict(p.options), price, total, info)
             self.page = Page("done", asin=p.asin, options=dict(p.options))
             return True, total
