@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from hsl_tools.agent import Policy, ReplayPolicy, make_policy
 from hsl_tools.chat import reply_budget
 from hsl_tools.collect import collect as run_collect
 from hsl_tools.envs.base import EnvError, Environment, make_env
+from hsl_tools.errors import one_line
 from hsl_tools.evaluate import evaluate as run_eval
 from hsl_tools.evaluate import summary_table
 from hsl_tools.llm.base import GenerationParams
@@ -558,11 +560,13 @@ def serve_env(
 
 
 def main() -> None:
-    """Console entry point: expected failures print one line, not a traceback."""
+    """Console entry point: expected failures (bad input, unusable output, missing data, a
+    server away) print one line, not a traceback."""
     try:
         app()
-    except (RecordError, ValueError, FileNotFoundError, EnvError, FolderInUse) as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    except (RecordError, ValueError, OSError, EnvError, FolderInUse) as e:
+        err_console.print(Text.assemble(("error: ", "bold red"), one_line(e)),
+                          highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +12,7 @@ from rich.table import Table
 from hsl_tools.agent import Policy
 from hsl_tools.collect import CollectStats, collect
 from hsl_tools.envs.base import Environment
-from hsl_tools.records import Trajectory, read_records, write_json
+from hsl_tools.records import RecordError, Trajectory, read_json, read_records, write_json
 
 
 class Cell(BaseModel):
@@ -79,7 +78,12 @@ def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str,
 def read_summary(folder: Path) -> dict | None:
     """The summary `evaluate` wrote to FOLDER/summary.json; None before it has finished."""
     path = folder / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8"))["summary"] if path.exists() else None
+    if not path.exists():
+        return None
+    document = read_json(path)
+    if not isinstance(document, dict) or not isinstance(document.get("summary"), dict):
+        raise RecordError(f"{path}: summary: missing (not a summary.json of hsl eval?)")
+    return document["summary"]
 
 
 def success_line(summary: dict) -> str:

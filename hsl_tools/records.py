@@ -71,6 +71,13 @@ class GoalRecord(Record):
     trajectory: Trajectory
     raw: str | None = None
 
+    @model_validator(mode="after")
+    def _prefix_reaches_the_goal(self) -> GoalRecord:
+        if self.step > len(self.trajectory.steps):
+            raise ValueError(f"step S(k) = {self.step}, but the trajectory prefix holds "
+                             f"{len(self.trajectory.steps)} steps")
+        return self
+
 
 class DemoStep(Step):
     """A demo step: `relevant` is the action's z in the HSL loss."""
@@ -132,26 +139,58 @@ def _error_line(path: Path, lineno: int, err: ValidationError) -> str:
     return f"{path}:{lineno}: {first_error(err, '(record)')}{more}"
 
 
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise RecordError(f"{path}: no such file")
+    if path.is_dir():
+        raise RecordError(f"{path}: is a folder, not a file")
+
+
+def _text_lines(path: Path, drop_torn_tail: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a file, each line decoded alone, so bytes that are not UTF-8
+    fail with the line they are on; `drop_torn_tail` leaves out a last line that has no
+    newline (a write cut short, perhaps inside a character)."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if drop_torn_tail and not raw.endswith(b"\n"):
+                return
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} "
+                                  f"at column {e.start + 1})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """One JSON document (a recipe, a summary), with a one-line error naming the file."""
+    path = Path(path)
+    _check_file(path)
+    text = "".join(line for _, line in _text_lines(path))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})"
+                          ) from None
+
+
 def read_records(path: str | Path, model: type[R]) -> Iterator[R]:
     """Yield validated records from a JSONL file; blank lines are skipped."""
     path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(
-                    f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-            if not isinstance(data, dict):
-                raise RecordError(f"{path}:{lineno}: expected a JSON object")
-            try:
-                yield model.model_validate(data)
-            except ValidationError as e:
-                raise RecordError(_error_line(path, lineno, e)) from None
+    _check_file(path)
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(
+                f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}:{lineno}: expected a JSON object")
+        try:
+            yield model.model_validate(data)
+        except ValidationError as e:
+            raise RecordError(_error_line(path, lineno, e)) from None
 
 
 def _write_atomically(path: Path, lines: Iterable[str]) -> int:
@@ -225,11 +264,9 @@ class StageOutput:
         """Lines of `path` that hold valid records (a partial file may end mid-line)."""
         if not path.exists():
             return []
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        if tolerate_torn_tail and lines and not lines[-1].endswith("\n"):
-            lines = lines[:-1]
+        _check_file(path)
         kept = []
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in _text_lines(path, drop_torn_tail=tolerate_torn_tail):
             if not line.strip():
                 continue
             try:

@@ -20,7 +20,6 @@ gives mean ± std over seeds:
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -36,8 +35,10 @@ from hsl_tools.evaluate import read_summary
 from hsl_tools.records import (
     Demo,
     GoalRecord,
+    RecordError,
     Trajectory,
     first_error,
+    read_json,
     read_records,
     write_json,
 )
@@ -145,7 +146,7 @@ def read_records_of(sources: list[Path], oracle: bool = True) -> dict[str, RunRe
 def read_archive(path: Path) -> RunArchive:
     """An earlier report's runs.json, with a one-line error naming the file and field."""
     try:
-        return RunArchive.model_validate_json(path.read_text(encoding="utf-8"))
+        return RunArchive.model_validate(read_json(path))
     except ValidationError as e:
         raise ValueError(f"{path}: {first_error(e, 'document')} (not a runs.json of hsl "
                          "report?)") from None
@@ -156,10 +157,14 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
     path = run / "recipe.json"
     if not path.exists():
         raise ValueError(f"{run}: no recipe.json (not a run folder of hsl iterate)")
-    recipe = json.loads(path.read_text(encoding="utf-8"))
-    demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
-    methods: dict[str, str] = recipe["methods"]
-    record = RunRecord(dir=recipe["run"]["dir"])
+    recipe = read_json(path)
+    try:
+        demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
+        methods: dict[str, str] = recipe["methods"]
+        record = RunRecord(dir=recipe["run"]["dir"])
+        iterations = recipe["hsl"]["iterations"]
+    except (KeyError, TypeError) as e:
+        raise RecordError(f"{path}: no field {e} (not a recipe.json of hsl iterate?)") from None
     for folder, method in methods.items():
         if (summary := read_summary(run / folder)) is not None:
             point = Point(method=method, demos=demos, seed=seed, run=run.name, summary=summary)
@@ -169,7 +174,7 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
     final = methods.get("eval-final")
     label = f"{final}, {demos} demos"
     if final:
-        _add_curve(record, run, label, recipe["hsl"]["iterations"])
+        _add_curve(record, run, label, iterations)
     if (run / "expert.jsonl").exists():
         record.gt_types.update(env_class(t.env).goal_type(t.instruction)
                                for t in read_records(run / "expert.jsonl", Trajectory))
