@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from hsl_tools.chat import parse_reply, render, reply_budget
 from hsl_tools.envs.base import Environment, Episode, step_all
@@ -31,6 +32,10 @@ class Decision(NamedTuple):
 class Policy(Protocol):
     name: str
 
+    def settings(self) -> dict[str, Any]:
+        """The options that change what the policy does (recorded beside its outputs)."""
+        ...
+
     def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
             ) -> list[Decision]: ...
 
@@ -42,6 +47,9 @@ class ExpertPolicy:
     def __init__(self, variant: str | None = None) -> None:
         self.variant = variant
         self.name = "expert" if variant is None else f"expert:{variant}"
+
+    def settings(self) -> dict[str, Any]:
+        return {}
 
     def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
             ) -> list[Decision]:
@@ -56,6 +64,9 @@ class RandomPolicy:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
+
+    def settings(self) -> dict[str, Any]:
+        return {"seed": self.seed}
 
     def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
             ) -> list[Decision]:
@@ -74,6 +85,10 @@ class LLMPolicy:
         self.name = model.spec
         self.react = react
         self.params = params
+
+    def settings(self) -> dict[str, Any]:
+        return {"react": self.react,
+                "generation": None if self.params is None else asdict(self.params)}
 
     def generation(self, env: Environment) -> GenerationParams:
         """The policy's settings, with the environment's reply budget unless given."""
@@ -118,6 +133,9 @@ class ReplayPolicy:
                                   "each task once")
             self.actions[t.task_id] = [s.action for s in t.steps]
             self.work.setdefault(t.split, []).append(t.task_id)
+
+    def settings(self) -> dict[str, Any]:
+        return {}
 
     def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
             ) -> list[Decision]:

@@ -35,8 +35,10 @@ def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], poli
         check_split(env, split)
     stats = CollectStats(total=sum(len(ids) for _, ids in work))
     started = time.perf_counter()
+    made_by = {"stage": "collect", "env": env.name, "max_steps": env.max_steps,
+               "policy": policy.name, **policy.settings()}
     with StageOutput(out, Trajectory, key=lambda t: f"{t.split}/{t.task_id}",
-                     fresh=fresh) as output:
+                     fresh=fresh, made_by=made_by) as output:
         stats.resumed = output.resumed
         with progress_bar(f"{policy.name} on {env.name}", total=stats.total) as bar:
             for split, task_ids in work:

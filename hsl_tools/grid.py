@@ -110,7 +110,9 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
 def _copy_start(donor: Path, recipe: Recipe) -> None:
     """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run,
     with its recipe.json, so that `hsl report` reads it as a run before it starts. Each item
-    is copied beside its place and renamed in, so a killed copy leaves no half."""
+    is copied beside its place and renamed in, so a killed copy leaves no half. What made the
+    outputs (`*.made-by.json`, naming the donor's checkpoint path) stays behind: the receiving
+    run adopts them as its own."""
     run = Path(recipe.run.dir)
     write_recipe(recipe)
     if run == donor or (run / "sft" / "done").exists():
@@ -126,7 +128,7 @@ def _copy_start(donor: Path, recipe: Recipe) -> None:
             else:
                 stale.unlink(missing_ok=True)
         if source.is_dir():
-            shutil.copytree(source, partial)
+            shutil.copytree(source, partial, ignore=shutil.ignore_patterns("*.made-by.json"))
         else:
             shutil.copy2(source, partial)
         partial.rename(target)

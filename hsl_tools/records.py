@@ -233,35 +233,66 @@ class StageOutput:
     `finish()` renames the partial file onto OUT in one step, so OUT is only ever a whole file.
     On open, records already in OUT or in a partial file count as done (`done` holds their
     keys) and are carried over: a re-run skips them. `fresh=True` starts from nothing.
+
+    `made_by` says what makes the records (stage, policy or relabeler, prompt, the options
+    that change results); it is kept beside OUT (`OUT.made-by.json`), and a run made by
+    anything else refuses to resume, so another relabeler's work is never handed back as new.
+
+    Inputs marked done (`mark_done`) are logged in `OUT.skipped`: those that yielded no
+    record, or with `per_input` (an input that yields several records, as a trajectory its
+    goals) every input once all its records are written; then records of an input the log
+    does not hold are dropped on resume and made again, so a kill between two of them loses
+    none and duplicates none.
     """
 
     def __init__(self, path: str | Path, model: type[Record],
-                 key: Callable[[Any], str] = lambda r: r.id, fresh: bool = False) -> None:
+                 key: Callable[[Any], str] = lambda r: r.id, fresh: bool = False,
+                 made_by: dict[str, Any] | None = None, per_input: bool = False) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
-        # keys of inputs that produced no record (a trajectory with no goal): done all the same
         self.skipped_path = self.path.with_name(self.path.name + ".skipped")
         self.key = key
         self.done: set[str] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        carried: list[str] = []
-        if not fresh:
-            carried = self._load(self.partial, model, tolerate_torn_tail=True)
-            if not carried and self.path.exists():
-                carried = self._load(self.path, model, tolerate_torn_tail=False)
+        if made_by is not None:
+            self._claim(made_by, fresh)
         if fresh:
             self.skipped_path.unlink(missing_ok=True)
-        skipped = self.skipped_path.read_text(encoding="utf-8").split() \
-            if self.skipped_path.exists() else []
-        self.done.update(skipped)
-        self.resumed = len(carried) + len(skipped)
+        logged = set(self.skipped_path.read_text(encoding="utf-8").split()) \
+            if self.skipped_path.exists() else set()
+        complete = (lambda key: key in logged) if per_input else (lambda key: True)
+        carried: list[str] = []
+        if not fresh:
+            carried = self._load(self.partial, model, True, complete)
+            if not carried and self.path.exists():
+                carried = self._load(self.path, model, False, complete)
+        self.done.update(logged)
+        self.resumed = len(self.done)  # inputs whose work is carried over
         self._f = self.partial.open("w", encoding="utf-8")
         self._f.writelines(carried)
         self._f.flush()
         self._skips: TextIO | None = None
 
-    def _load(self, path: Path, model: type[Record], tolerate_torn_tail: bool) -> list[str]:
-        """Lines of `path` that hold valid records (a partial file may end mid-line)."""
+    def _claim(self, made_by: dict[str, Any], fresh: bool) -> None:
+        """Refuse to resume another maker's output; then record this maker beside OUT."""
+        sidecar = self.path.with_name(self.path.name + ".made-by.json")
+        made_by = json.loads(json.dumps(made_by))  # compared as it reads back
+        has_work = self.path.exists() or self.partial.exists() or self.skipped_path.exists()
+        if not fresh and has_work and sidecar.exists():
+            before = read_json(sidecar)
+            if before != made_by:
+                changed = sorted(k for k in before.keys() | made_by.keys()
+                                 if before.get(k) != made_by.get(k))
+                what = ", ".join(f"{k} {before.get(k)!r} -> {made_by.get(k)!r}" for k in changed)
+                raise RecordError(f"{self.path}: made by other settings ({what}); resuming "
+                                  "would hand back their records as new: use --fresh or "
+                                  "another --out")
+        write_json(sidecar, made_by)
+
+    def _load(self, path: Path, model: type[Record], tolerate_torn_tail: bool,
+              complete: Callable[[str], bool]) -> list[str]:
+        """Lines of `path` that hold valid records of complete inputs (a partial file may end
+        mid-line)."""
         if not path.exists():
             return []
         _check_file(path)
@@ -273,8 +304,9 @@ class StageOutput:
                 record = model.model_validate_json(line)
             except ValidationError as e:
                 raise RecordError(_error_line(path, lineno, e)) from None
-            self.done.add(self.key(record))
-            kept.append(line if line.endswith("\n") else line + "\n")
+            if complete(self.key(record)):
+                self.done.add(self.key(record))
+                kept.append(line if line.endswith("\n") else line + "\n")
         return kept
 
     def write(self, record: Record) -> None:
@@ -282,8 +314,9 @@ class StageOutput:
         self._f.flush()
         self.done.add(self.key(record))
 
-    def skip(self, key: str) -> None:
-        """Mark an input done that yields no record, so a re-run does not redo it."""
+    def mark_done(self, key: str) -> None:
+        """Log an input as done (one that yields no record, or with `per_input` one whose
+        records are all written), so a re-run does not redo it."""
         if self._skips is None:
             self._skips = self.skipped_path.open("a", encoding="utf-8")
         self._skips.write(f"{key}\n")

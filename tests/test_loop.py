@@ -220,10 +220,23 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
         tmp_path: Path, tiny_model: Path, household: Household,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """An iteration's success rate is over all its rollouts, the killed attempt's too. The
-    policies are stand-ins (random, then the expert) so that some episodes are won."""
+    policy is a stand-in that plays random, then (resumed) as the expert, so that some
+    episodes are won; it keeps one name, as the resumed output must be the same policy's."""
     from hsl_tools import iterate
     from hsl_tools.agent import make_policy
     from hsl_tools.train.data import load_demos
+
+    class StandIn:
+        name = "stand-in"
+
+        def __init__(self, spec: str) -> None:
+            self.inner = make_policy(spec)
+
+        def settings(self) -> dict:
+            return {}
+
+        def act(self, *args: object) -> list:
+            return self.inner.act(*args)
 
     CliRunner().invoke(app, ["collect", "-n", "4", "--out", str(tmp_path / "expert.jsonl")])
     recipe = iterate.Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {
@@ -231,12 +244,12 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
     attempt = (household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
                load_demos(tmp_path / "expert.jsonl"))
     killed_after_two_episodes(monkeypatch)
-    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: make_policy("random"))
+    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: StandIn("random"))
     with pytest.raises(KeyboardInterrupt):
         iterate._iteration(recipe, *attempt)
     lost = list(read_records(tmp_path / "iter-001" / "agent.jsonl", Trajectory))
     assert len(lost) == 2 and not any(t.success for t in lost)
-    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: make_policy("expert"))
+    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: StandIn("expert"))
     line = iterate._iteration(recipe, *attempt)
     assert line["trajectories"] == 6 and line["success"] == pytest.approx(4 / 6)
 

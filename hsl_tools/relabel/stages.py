@@ -68,7 +68,8 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
                 for goal, step in goals]
 
     return _run("relabel", trajectories, out, GoalRecord, lambda g: g.trajectory_id, relabeler,
-                prompt_id, lambda batch: relabeler.identify(batch, prompt), emit, chunk, fresh)
+                prompt_id, lambda batch: relabeler.identify(batch, prompt), emit, chunk, fresh,
+                {"only_failed_final": only_failed_final}, per_input=True)
 
 
 def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
@@ -88,21 +89,24 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
 
     return _run("mask", list(read_records(inp, GoalRecord)), out, Demo, lambda d: d.id,
                 relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,
-                chunk, fresh)
+                chunk, fresh, {})
 
 
 def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
          model: type[Record], out_key: Callable[[Any], str], relabeler: Relabeler,
          prompt_id: str | None, call: Callable[[list[Any]], list[Any]],
-         emit: Callable[[Any, Any], list[tuple[Record, str]]], chunk: int, fresh: bool
-         ) -> StageStats:
+         emit: Callable[[Any, Any], list[tuple[Record, str]]], chunk: int, fresh: bool,
+         options: dict[str, Any], per_input: bool = False) -> StageStats:
     """Feed items not yet done to the relabeler in chunks; write what `emit` makes of each
-    answer (records, each with its goal type), mark inputs that yield nothing as done, and
-    keep failures aside."""
+    answer (records, each with its goal type), mark inputs done that yield nothing (or, with
+    `per_input`, every input once all its records are written), and keep failures aside.
+    `options` are the stage's settings that change its records (kept beside the output)."""
     stats = StageStats(inputs=len(items))
     failures: list[FailureRecord] = []
     started = time.perf_counter()
-    with StageOutput(out, model, key=out_key, fresh=fresh) as output:
+    made_by = {"stage": stage, "relabeler": relabeler.spec, "prompt": prompt_id, **options}
+    with StageOutput(out, model, key=out_key, fresh=fresh, made_by=made_by,
+                     per_input=per_input) as output:
         todo = [x for x in items if x.id not in output.done]
         stats.resumed = len(items) - len(todo)
         with progress_bar(f"{stage} ({relabeler.spec})", total=len(items)) as bar:
@@ -116,13 +120,13 @@ def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
                             relabeler=relabeler.spec, prompt=prompt_id))
                         continue
                     records = emit(item, result)
-                    if not records:
-                        output.skip(item.id)
-                        stats.empty += 1
+                    stats.empty += not records
                     for record, goal_type in records:
                         output.write(record)
                         stats.outputs += 1
                         stats.per_type[goal_type] += 1
+                    if per_input or not records:
+                        output.mark_done(item.id)
     write_records(_failures_path(out), failures)
     stats.failures, stats.seconds = len(failures), time.perf_counter() - started
     return stats
