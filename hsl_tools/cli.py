@@ -298,6 +298,7 @@ def train_cmd(
                                               "oldest steps.")] = 4096,
     seed: Seed = 42,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in OUT.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Replace a checkpoint already in OUT.")] = False,
 ) -> None:
     """Fine-tune a policy: SFT on ground-truth demos, HSL (SFT + the hindsight buffer), or DPO.
 
@@ -321,7 +322,8 @@ def train_cmd(
             hindsight = load_demos(buffer) if buffer.exists() else []
         console.print(f"buffer {buffer}: {len(hindsight)} demos (capacity {capacity})")
     metrics = train(model, out, config, load_demos(demos), hindsight,
-                    failed_trajectories(rejected) if rejected else None, reference, resume)
+                    failed_trajectories(rejected) if rejected else None, reference, resume,
+                    fresh=fresh)
     console.print(f"saved {out}: step {metrics.get('step', 0)}, loss {metrics.get('loss', 0):.4f}"
                   f", {metrics.get('tokens_per_s', 0):.0f} tokens/s")
 

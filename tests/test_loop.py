@@ -275,10 +275,14 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     assert json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())["step"] == 2
     monkeypatch.setattr(loop, "learning_rate", real)
     loop.train(str(tiny_model), tmp_path / "ckpt", config, demos, resume=True)
-    log = [json.loads(x)["step"] for x in
-           (tmp_path / "ckpt" / "train.jsonl").read_text().splitlines()]
-    assert log == [1, 2, 3, 4, 5]  # step 3 was redone once, and logged once
+    log = [json.loads(x) for x in (tmp_path / "ckpt" / "train.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log] == [1, 2, 3, 4, 5]  # step 3 was redone, and logged once
     assert json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())["step"] == 5
+    # the same run as one never killed: the same batches, so the same losses to rounding
+    loop.train(str(tiny_model), tmp_path / "whole", config, demos)
+    whole = [json.loads(x) for x in (tmp_path / "whole" / "train.jsonl").read_text().splitlines()]
+    assert [x["tokens"] for x in log] == [x["tokens"] for x in whole]
+    assert [x["loss"] for x in log] == pytest.approx([x["loss"] for x in whole], rel=1e-5)
 
 
 @pytest.mark.parametrize("objective", ["sft", "hsl", "dpo"])

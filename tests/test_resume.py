@@ -67,3 +67,20 @@ def test_a_relabel_killed_between_two_goals_of_a_trajectory_loses_none(
     assert stats.resumed == len(set(done_before)) and stats.empty > 0
     resumed = [g.id for g in read_records(out, GoalRecord)]
     assert sorted(resumed) == sorted(g.id for g in goals) and len(set(resumed)) == len(resumed)
+
+
+def test_training_into_a_checkpoint_is_refused_without_resume_or_fresh(
+        tmp_path: Path, tiny_model: Path) -> None:
+    demos, out = tmp_path / "expert.jsonl", tmp_path / "ckpt"
+    assert hsl("collect", "-n", "2", "--out", str(demos)).returncode == 0
+    args = ("train", "-m", str(tiny_model), "-o", str(out), "-d", str(demos), "--steps", "1",
+            "--batch-size", "2")
+    assert hsl(*args).returncode == 0
+    before = (out / "model.safetensors").read_bytes()
+    refused = hsl(*args, "--lr", "1e-3")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"{out} holds a checkpoint (step 1): --resume continues it, --fresh replaces it" \
+        in " ".join(refused.stderr.split())
+    assert (out / "model.safetensors").read_bytes() == before
+    assert hsl(*args, "--lr", "1e-3", "--fresh").returncode == 0
+    assert (out / "model.safetensors").read_bytes() != before

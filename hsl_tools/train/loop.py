@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate import Accelerator
@@ -93,10 +93,31 @@ class TrainConfig:
         return int(self.grad_accum)
 
 
-def _epochs(n: int, gen: torch.Generator) -> Iterator[int]:
-    """Indices 0..n-1 in a fresh random order each epoch, forever."""
-    while True:
-        yield from torch.randperm(n, generator=gen).tolist()
+class EpochOrder:
+    """Indices 0..n-1 in a fresh random order each epoch, forever; its position and the
+    generator's state go into a checkpoint, so a resumed run draws what the killed one would
+    have drawn next."""
+
+    def __init__(self, n: int, gen: torch.Generator) -> None:
+        self.n, self.gen = n, gen
+        self.order: list[int] = []
+        self.at = 0
+
+    def __iter__(self) -> EpochOrder:
+        return self
+
+    def __next__(self) -> int:
+        if self.at >= len(self.order):
+            self.order, self.at = torch.randperm(self.n, generator=self.gen).tolist(), 0
+        self.at += 1
+        return self.order[self.at - 1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self.order, "at": self.at, "generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order, self.at = list(state["order"]), int(state["at"])
+        self.gen.set_state(state["generator"])
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
@@ -133,16 +154,22 @@ def _accelerator(precision: str) -> Accelerator:
 def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Demo],
           buffer: list[Demo] | None = None, rejected: list[Trajectory] | None = None,
           reference: str | None = None, resume: bool = False,
-          optimizer_from: Path | None = None) -> dict[str, float]:
+          optimizer_from: Path | None = None, fresh: bool = False) -> dict[str, float]:
     """Train and save to `out`; returns the last step's metrics. `optimizer_from`, a
     checkpoint folder, continues its optimizer state (the HSL loop's iterations are one
-    optimisation: a fresh AdamW would take a full-size first step every iteration)."""
+    optimisation: a fresh AdamW would take a full-size first step every iteration). A
+    checkpoint already in `out` is continued with `resume`, replaced with `fresh`, and
+    otherwise refused."""
     config.check()
+    state_path = out / "trainer_state.json"
+    if state_path.exists() and not (resume or fresh):
+        step = json.loads(state_path.read_text()).get("step", "?")
+        raise ValueError(f"{out} holds a checkpoint (step {step}): --resume continues it, "
+                         "--fresh replaces it")
     bf16 = _bf16_available() if config.bf16 is None else config.bf16
     accelerator = _accelerator("bf16" if bf16 else "no")
-    state_path = out / "trainer_state.json"
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
-    set_seed(config.seed + accelerator.process_index + state.get("step", 0))
+    set_seed(config.seed + accelerator.process_index)
     model, tokenizer = load_pretrained(str(out) if state else model_dir, torch.float32)
     if accelerator.is_main_process:
         _trim_log(out / "train.jsonl", state.get("step", 0))
@@ -166,8 +193,8 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     if not ground_truth:
         raise ValueError("no ground-truth demos to train on")
     gt = enc(ground_truth, True)
-    gen = torch.Generator().manual_seed(config.seed + state.get("step", 0))
-    order = _epochs(len(gt), gen)
+    gen = torch.Generator().manual_seed(config.seed)
+    order = EpochOrder(len(gt), gen)
     hindsight: list[Encoded] = []
     weights = None
     if config.objective == "hsl":
@@ -189,6 +216,8 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     micro = config.batch_size // passes
     metrics: dict[str, float] = {}
     pad = tokenizer.pad_token_id
+    if state:  # last, so that nothing set up above draws from the restored generators
+        _restore_rng(out, order)
     with progress_bar(f"train {config.objective}", total=total) as bar:
         bar.advance(done)
         for step in range(done + 1, total + 1):
@@ -242,11 +271,28 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
             if config.save_every and step % config.save_every == 0 and step < total \
                     and not config.lora_r and accelerator.is_main_process:
                 # LoRA runs save at the end only: saving merges the adapter into the model
-                save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, step)
+                save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, step,
+                     order)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total)
+        save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total, order)
     return metrics
+
+
+RNG_FILE = "rng_state.pt"
+
+
+def _restore_rng(out: Path, order: EpochOrder) -> None:
+    """Data order, sampling generator and torch's own RNG as the checkpoint left them (a
+    checkpoint from before they were saved resumes with a fresh order, as it always did)."""
+    path = out / RNG_FILE
+    if not path.exists():
+        return
+    saved = torch.load(path, weights_only=True)
+    order.load_state_dict(saved["order"])
+    torch.set_rng_state(saved["torch"])
+    if torch.cuda.is_available() and saved.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(saved["cuda"])
 
 
 def _draw(config: TrainConfig, gen: torch.Generator, order: Iterator[int],
@@ -299,9 +345,11 @@ def _trim_log(log: Path, step: int) -> None:
 
 
 def save(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
-         optimizer: torch.optim.Optimizer, out: Path, config: TrainConfig, step: int) -> None:
+         optimizer: torch.optim.Optimizer, out: Path, config: TrainConfig, step: int,
+         order: EpochOrder) -> None:
     """Write the checkpoint file by file through renames; trainer_state.json goes last, so a
-    folder with it is whole."""
+    folder with it is whole. With the weights and optimizer go the data order and the RNG
+    states, so a resumed run is the same run step for step."""
     staging = out / ".saving"
     shutil.rmtree(staging, ignore_errors=True)
     if config.lora_r and config.merge_lora:
@@ -310,6 +358,9 @@ def save(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
     tokenizer.save_pretrained(staging)
     if not config.lora_r:
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    torch.save({"order": order.state_dict(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               staging / RNG_FILE)
     (staging / "trainer_state.json").write_text(json.dumps({"step": step,
                                                             "config": asdict(config)}, indent=2))
     (out / "trainer_state.json").unlink(missing_ok=True)
