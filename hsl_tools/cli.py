@@ -175,9 +175,14 @@ def _relabel_summary(stats: StageStats, out: Path, what: str) -> None:
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.per_type.items()))
     console.print(f"wrote {stats.outputs} new {what} to {out} from {stats.inputs} inputs "
                   f"({stats.resumed} resumed, {stats.empty} with none, {stats.failures} failed, "
-                  f"{stats.seconds:.1f} s){': ' + kinds if kinds else ''}")
-    if stats.failures:
-        console.print(f"failures with the replies: {out.with_name(out.stem + '.failures.jsonl')}")
+                  f"{stats.rejected} refuted by the environment, {stats.seconds:.1f} s)"
+                  f"{': ' + kinds if kinds else ''}", markup=False)
+    if stats.failures or stats.rejected:
+        console.print(f"failures and refuted goals, with the reasons: "
+                      f"{out.with_name(out.stem + '.failures.jsonl')}", markup=False)
+    for why, n in stats.unverified.items():
+        console.print(f"{n} goals kept unverified (the environment cannot check them): "
+                      f"{one_line(EnvError(why))}", markup=False)
 
 
 @app.command()

@@ -26,6 +26,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its shutdown chatter outlives pytest
+# vLLM's CPU server answers a batch of long relabeling replies slowly (minutes): the default
+# 30 s read limit is for real servers; the hung-server test sets its own
+os.environ.setdefault("HSL_READ_TIMEOUT", "900")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

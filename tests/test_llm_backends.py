@@ -7,6 +7,9 @@ judged (a 135 M model is weak); shape, order, determinism, limits and schemas ar
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +18,7 @@ import torch
 from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
+from conftest import need
 from hsl_tools.llm.base import (
     ChatModel,
     Conversation,
@@ -138,6 +142,29 @@ def test_unreachable_server_is_one_clear_error() -> None:
     with pytest.raises(ModelError, match=r"unreachable after 2 tries") as e:
         model.generate(ASK[:1], GenerationParams())
     assert "\n" not in str(e.value)
+
+
+def test_a_server_that_never_answers_fails_within_its_time_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loopback socket that accepts connections and never replies (a hung server)."""
+    need("openai")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: [held.append(listener.accept()[0])
+                                              for _ in range(2)], daemon=True)
+    thread.start()
+    monkeypatch.setenv("HSL_READ_TIMEOUT", "1")
+    port = listener.getsockname()[1]
+    model = OpenAIChatModel(f"http://127.0.0.1:{port}/v1#m", attempts=2, backoff=0.01)
+    started = time.monotonic()
+    with pytest.raises(ModelError, match=r"unreachable after 2 tries \(APITimeoutError"):
+        model.generate(ASK[:1], GenerationParams())
+    assert time.monotonic() - started < 10  # two 1 s reads and a short backoff, not minutes
+    for s in held:
+        s.close()
+    listener.close()
 
 
 @pytest.mark.parametrize("spec", ["hf:/no/such/model", "vllm:/no/such/model", "nope:x", "hf:"])

@@ -216,10 +216,17 @@ def test_vllm_structured_relabeling_yields_valid_records(
                     prompt="alfworld/goal_inference@v1")
     # every reply is schema-valid JSON; a failure may only be about content (a step number
     # outside the trajectory), which no schema shared by all trajectories can rule out
+    failed = set()
     for failure in read_records(tmp_path / "g.failures.jsonl", FailureRecord):
         GoalReply.model_validate(json.loads(failure.raw))
-        assert "outside" in failure.reason
+        assert "outside" in failure.reason or "#" in failure.id  # or refuted by the oracle
+        failed.add(failure.id.split("#")[0])
     assert stats.outputs + stats.empty + stats.failures >= 4
+    # every reply that read is kept, those naming no goal too, with its prompt
+    replies = [json.loads(x) for x in (tmp_path / "g.replies.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in replies} | failed == {t.id for t in read_records(
+        tmp_path / "t.jsonl", Trajectory)}
+    assert all(r["prompt"] == "alfworld/goal_inference@v1" and r["raw"] for r in replies)
     for g in read_records(tmp_path / "g.jsonl", GoalRecord):
         assert Goal.parse(g.goal) is not None and g.prompt == "alfworld/goal_inference@v1"
         assert g.relabeler.startswith("vllm:") and json.loads(g.raw)

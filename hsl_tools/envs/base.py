@@ -87,6 +87,19 @@ class Environment(Protocol):
 
     def reset(self, task_id: str) -> Episode: ...
 
+    @staticmethod
+    def canonical_goal(text: str) -> str | None:
+        """A goal sentence in the environment's canonical form; None outside its goal space."""
+        ...
+
+    @staticmethod
+    def goal_type(text: str) -> str: ...
+
+    @staticmethod
+    def ungrounded(goal: str, trajectory: Trajectory) -> str | None:
+        """Why a goal cannot be this trajectory's by its text alone; None when it could be."""
+        ...
+
     def goal_sentences(self) -> list[str]:
         """Text of the environment's goal space that a tokenizer built for it should know."""
         ...

@@ -2,6 +2,10 @@
 
 Spec `openai:URL#MODEL`. A batch becomes concurrent requests. Transport errors are retried
 with exponential backoff (tenacity); a server still down after that is one clear error.
+Time limits: `$HSL_CONNECT_TIMEOUT` (default 5 s) to connect and `$HSL_READ_TIMEOUT` (default
+30 s) for the reply, so a server that accepts and never answers fails a request in well under
+a minute, and a stage within `attempts` x that; raise the read limit for long replies from a
+large model.
 """
 
 from __future__ import annotations
@@ -26,11 +30,22 @@ from hsl_tools.llm.base import (
 )
 
 
+def _seconds(variable: str, default: float) -> float:
+    value = os.environ.get(variable)
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        raise ModelError(f"{variable}={value!r}: want seconds, e.g. 30") from None
+    if seconds <= 0:
+        raise ModelError(f"{variable}={value!r}: want a positive number of seconds")
+    return seconds
+
+
 class OpenAIChatModel:
     supports_json_schema = True
 
-    def __init__(self, target: str, concurrency: int = 16, attempts: int = 4,
-                 timeout: float = 120.0, backoff: float = 1.0) -> None:
+    def __init__(self, target: str, concurrency: int = 16, attempts: int = 3,
+                 backoff: float = 1.0) -> None:
         try:
             import openai
         except ImportError:
@@ -39,6 +54,10 @@ class OpenAIChatModel:
         if not sep or not model or not url.startswith(("http://", "https://")):
             raise ModelError(f"bad openai spec {target!r}: want openai:http://HOST:PORT/v1#MODEL")
         self.spec, self.url, self.model = f"openai:{target}", url, model
+        import httpx
+
+        timeout = httpx.Timeout(_seconds("HSL_READ_TIMEOUT", 30.0),
+                                connect=_seconds("HSL_CONNECT_TIMEOUT", 5.0))
         self.client = openai.OpenAI(base_url=url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
                                     max_retries=0, timeout=timeout)
         self._transient = (openai.APIConnectionError, openai.APITimeoutError,

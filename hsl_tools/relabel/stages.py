@@ -7,6 +7,7 @@ alone on any file of the right schema, so each can use a different relabeler.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from hsl_tools.records import (
     write_records,
 )
 from hsl_tools.relabel.relabelers import Failure, Goals, Relabeler, Relevance
+from hsl_tools.relabel.verify import Verifier
 
 
 @dataclass
@@ -37,12 +39,21 @@ class StageStats:
     outputs: int = 0
     empty: int = 0
     failures: int = 0
+    rejected: int = 0  # goals the environment refuted (in the failures file, with the reason)
     seconds: float = 0.0
     per_type: Counter[str] = field(default_factory=Counter)
+    unverified: dict[str, int] = field(default_factory=dict)  # why not checkable -> goals
 
 
 def _failures_path(out: Path) -> Path:
     return out.with_name(out.stem + ".failures.jsonl")
+
+
+def _replies_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".replies.jsonl")
+
+
+Emitted = tuple[Record, str, str | None]  # a record, its goal type, why it is refuted (or None)
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -58,55 +69,61 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
     if only_failed_final:
         trajectories = [t for t in trajectories if not t.success]
     prompt_id = relabeler.prompt_id("goal_inference", prompt)
+    verifier = Verifier()
 
-    def emit(t: Trajectory, result: Goals) -> list[tuple[GoalRecord, str]]:
+    def emit(t: Trajectory, result: Goals) -> list[Emitted]:
         goals = result.goals[-1:] if only_failed_final else result.goals
+        verdicts = verifier.check(t, goals)
         return [(GoalRecord(id=f"{t.id}#{goal}", trajectory_id=t.id, goal=goal, step=step,
                             relabeler=relabeler.spec, prompt=prompt_id, raw=result.raw,
                             trajectory=t.model_copy(update={"steps": t.steps[:step]})),
-                 env_class(t.env).goal_type(goal))
-                for goal, step in goals]
+                 env_class(t.env).goal_type(goal), verdict.reason)
+                for (goal, step), verdict in zip(goals, verdicts, strict=True)]
 
     return _run("relabel", trajectories, out, GoalRecord, lambda g: g.trajectory_id, relabeler,
                 prompt_id, lambda batch: relabeler.identify(batch, prompt), emit, chunk, fresh,
-                {"only_failed_final": only_failed_final}, per_input=True)
+                {"only_failed_final": only_failed_final}, verifier, per_input=True)
 
 
 def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
          chunk: int = 256, fresh: bool = False) -> StageStats:
     """Label each action of each goal's prefix relevant (z = 1) or not, as a demo."""
     prompt_id = relabeler.prompt_id("action_relevance", prompt)
+    verifier = Verifier()
 
-    def emit(g: GoalRecord, result: Relevance) -> list[tuple[Demo, str]]:
+    def emit(g: GoalRecord, result: Relevance) -> list[Emitted]:
         steps = [DemoStep(action=s.action, observation=s.observation, thought=s.thought,
                           relevant=z, reason=why)
                  for s, (z, why) in zip(g.trajectory.steps, result.labels, strict=True)]
+        [verdict] = verifier.check(g.trajectory, [(g.goal, g.step)])
         return [(Demo(id=g.id, source="hindsight", instruction=g.goal, steps=steps,
                       initial_observation=g.trajectory.initial_observation,
                       relabeler=relabeler.spec, prompt=prompt_id, env=g.trajectory.env,
                       trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id),
-                 env_class(g.trajectory.env).goal_type(g.goal))]
+                 env_class(g.trajectory.env).goal_type(g.goal), verdict.reason)]
 
     return _run("mask", list(read_records(inp, GoalRecord)), out, Demo, lambda d: d.id,
                 relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,
-                chunk, fresh, {})
+                chunk, fresh, {}, verifier)
 
 
 def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
          model: type[Record], out_key: Callable[[Any], str], relabeler: Relabeler,
          prompt_id: str | None, call: Callable[[list[Any]], list[Any]],
-         emit: Callable[[Any, Any], list[tuple[Record, str]]], chunk: int, fresh: bool,
-         options: dict[str, Any], per_input: bool = False) -> StageStats:
+         emit: Callable[[Any, Any], list[Emitted]], chunk: int, fresh: bool,
+         options: dict[str, Any], verifier: Verifier, per_input: bool = False) -> StageStats:
     """Feed items not yet done to the relabeler in chunks; write what `emit` makes of each
-    answer (records, each with its goal type), mark inputs done that yield nothing (or, with
-    `per_input`, every input once all its records are written), and keep failures aside.
-    `options` are the stage's settings that change its records (kept beside the output)."""
+    answer (records the environment does not refute), mark inputs done that yield nothing
+    (or, with `per_input`, every input once all its records are written), keep failures and
+    refuted records aside, and every reply in OUT.replies.jsonl. `options` are the stage's
+    settings that change its records (kept beside the output)."""
     stats = StageStats(inputs=len(items))
     failures: list[FailureRecord] = []
     started = time.perf_counter()
     made_by = {"stage": stage, "relabeler": relabeler.spec, "prompt": prompt_id, **options}
     with StageOutput(out, model, key=out_key, fresh=fresh, made_by=made_by,
-                     per_input=per_input) as output:
+                     per_input=per_input) as output, \
+            _replies_path(out).open("w" if fresh else "a", encoding="utf-8") as replies:
         todo = [x for x in items if x.id not in output.done]
         stats.resumed = len(items) - len(todo)
         with progress_bar(f"{stage} ({relabeler.spec})", total=len(items)) as bar:
@@ -119,14 +136,28 @@ def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
                             id=item.id, stage=stage, raw=result.raw, reason=result.reason,
                             relabeler=relabeler.spec, prompt=prompt_id))
                         continue
-                    records = emit(item, result)
-                    stats.empty += not records
-                    for record, goal_type in records:
+                    if result.raw is not None:
+                        replies.write(json.dumps({"id": item.id, "stage": stage, "relabeler":
+                                                  relabeler.spec, "prompt": prompt_id,
+                                                  "raw": result.raw}, ensure_ascii=False) + "\n")
+                        replies.flush()
+                    written = 0
+                    for record, goal_type, refuted in emit(item, result):
+                        if refuted is not None:
+                            failures.append(FailureRecord(
+                                id=record.id, stage=stage, raw=result.raw or "",
+                                reason=refuted, relabeler=relabeler.spec, prompt=prompt_id))
+                            stats.rejected += 1
+                            continue
                         output.write(record)
-                        stats.outputs += 1
+                        written += 1
                         stats.per_type[goal_type] += 1
-                    if per_input or not records:
+                    stats.outputs += written
+                    stats.empty += not written
+                    if per_input or not written:
                         output.mark_done(item.id)
     write_records(_failures_path(out), failures)
-    stats.failures, stats.seconds = len(failures), time.perf_counter() - started
+    stats.failures = len(failures) - stats.rejected
+    stats.seconds = time.perf_counter() - started
+    stats.unverified = dict(verifier.unverified)
     return stats

@@ -3,6 +3,7 @@ message, their splits for training and evaluation, the reply budget and the prom
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,20 @@ class AlfworldFamily:
         """The goal templates as a relabeling prompt lists them."""
         return "\n".join(f"- {a.format(obj='X', recep='Y')}  (or: "
                          f"{b.format(obj='X', recep='Y')})" for a, b in TEMPLATES.values())
+
+    @staticmethod
+    def ungrounded(goal: str, trajectory: Trajectory) -> str | None:
+        """Why a goal cannot be this trajectory's: outside the templates, or naming an object
+        or receptacle type it never showed; None when it could be."""
+        parsed = Goal.parse(goal)
+        if parsed is None:
+            return f"not a template goal: {goal!r}"
+        text = " ".join([trajectory.initial_observation,
+                         *(s.observation for s in trajectory.steps)]).lower()
+        missing = [w for w in dict.fromkeys((parsed.obj, parsed.recep))
+                   if not re.search(rf"\b{re.escape(w)}\b", text)]
+        return f"{goal!r} names what the trajectory never showed: {', '.join(missing)}" \
+            if missing else None
 
     # -- the rule relabeler (the paper's procedure over the trajectory's text)
     @staticmethod

@@ -149,6 +149,11 @@ class WebShop:
         return "a shopping instruction: the product, its attributes and options, a price bound"
 
     @staticmethod
+    def ungrounded(goal: str, trajectory: Trajectory) -> str | None:
+        """Any instruction could describe a purchase: the reward checks it, not the text."""
+        return None
+
+    @staticmethod
     def task_message(instruction: str, initial_observation: str) -> str:
         """The start page; it shows the instruction itself."""
         return initial_observation
