@@ -171,7 +171,10 @@ Chunk = Annotated[int, typer.Option(help="Items per batched relabeler call (and 
                                          "checkpoint).")]
 
 
-def _relabel_summary(stats: StageStats, out: Path, what: str) -> None:
+def _relabel_summary(stats: StageStats, out: Path, what: str, inp: Path) -> None:
+    if not stats.inputs:
+        err_console.print(f"warning: {inp} holds no records: nothing to do", markup=False,
+                          soft_wrap=True)
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.per_type.items()))
     console.print(f"wrote {stats.outputs} new {what} to {out} from {stats.inputs} inputs "
                   f"({stats.resumed} resumed, {stats.empty} with none, {stats.failures} failed, "
@@ -210,7 +213,7 @@ def relabel(
 
     the_relabeler = make_relabeler(relabeler, env, attempts, max_new_tokens)
     stats = run(trajectories, out, the_relabeler, prompt, only_failed_final, chunk, fresh)
-    _relabel_summary(stats, out, "goals")
+    _relabel_summary(stats, out, "goals", trajectories)
 
 
 @app.command()
@@ -234,7 +237,7 @@ def mask(
     from hsl_tools.relabel.stages import mask as run
 
     the_relabeler = make_relabeler(relabeler, env, attempts, max_new_tokens)
-    _relabel_summary(run(goals, out, the_relabeler, prompt, chunk, fresh), out, "demos")
+    _relabel_summary(run(goals, out, the_relabeler, prompt, chunk, fresh), out, "demos", goals)
 
 
 @app.command("relabel-check")

@@ -41,7 +41,11 @@ Turn = dict[str, str]  # role (system, user or assistant) and content
 
 def _items(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, item) for each conversation of a JSON list or a JSONL file."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                          f"{e.start})") from None
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
@@ -148,8 +152,15 @@ def import_file(path: Path, env: str = "alfworld", split: str = "train", success
     `success` is used where an item has no `success` or `reward` of its own."""
     if not path.exists():
         raise RecordError(f"{path}: no such file")
-    return [to_trajectory(where, item, env, split, success, policy)
-            for where, item in _items(path)]
+    trajectories, first = [], {}
+    for where, item in _items(path):
+        t = to_trajectory(where, item, env, split, success, policy)
+        if t.id in first:
+            raise RecordError(f"{where}: id: {t.id!r} repeats {first[t.id]} (ids must be "
+                              "unique: outputs are keyed by them)")
+        first[t.id] = where
+        trajectories.append(t)
+    return trajectories
 
 
 def _eto_messages(record: Demo | Trajectory, legacy_put: bool, flags: bool) -> list[dict]:

@@ -175,7 +175,12 @@ def read_json(path: str | Path) -> Any:
 
 def read_records(path: str | Path, model: type[R]) -> Iterator[R]:
     """Yield validated records from a JSONL file; blank lines are skipped."""
-    path = Path(path)
+    for _, record in _numbered(Path(path), model):
+        yield record
+
+
+def _numbered(path: Path, model: type[R]) -> Iterator[tuple[int, R]]:
+    """(line number, validated record) of a JSONL file; blank lines are skipped."""
     _check_file(path)
     for lineno, line in _text_lines(path):
         if not line.strip():
@@ -188,9 +193,26 @@ def read_records(path: str | Path, model: type[R]) -> Iterator[R]:
         if not isinstance(data, dict):
             raise RecordError(f"{path}:{lineno}: expected a JSON object")
         try:
-            yield model.model_validate(data)
+            record = model.model_validate(data)
         except ValidationError as e:
             raise RecordError(_error_line(path, lineno, e)) from None
+        yield lineno, record
+
+
+def read_unique(path: str | Path, model: type[R]) -> list[R]:
+    """All records of a file whose ids must be unique (a stage keys its outputs by them): a
+    repeated id fails at its line, naming the line it repeats."""
+    path = Path(path)
+    first: dict[str, int] = {}
+    records = []
+    for lineno, record in _numbered(path, model):
+        key = str(getattr(record, "id", ""))
+        if key in first:
+            raise RecordError(f"{path}:{lineno}: id: {key!r} repeats line {first[key]} (ids "
+                              "must be unique: outputs are keyed by them)")
+        first[key] = lineno
+        records.append(record)
+    return records
 
 
 def _write_atomically(path: Path, lines: Iterable[str]) -> int:

@@ -103,3 +103,24 @@ def test_secrets_never_reach_the_message(monkeypatch: pytest.MonkeyPatch) -> Non
     line = one_line(error)
     assert "k3y-that-is-secret" not in line and "abc.def-123" not in line
     assert "sk-abcdefghijkl" not in line and "***" in line
+
+
+def test_repeated_ids_are_refused_at_their_line(trajectories: Path, tmp_path: Path) -> None:
+    lines = trajectories.read_text().splitlines(keepends=True)
+    trajectories.write_text("".join(lines + lines[:1]))
+    line = one_error_line(hsl("relabel", str(trajectories), "--out", str(tmp_path / "g.jsonl")))
+    first = next(read_records(trajectories, Trajectory)).id
+    assert f"{trajectories}:4: id: {first!r} repeats line 1" in line
+    dump = tmp_path / "dump.jsonl"
+    item = {"id": "x", "conversations": [{"from": "human", "value": "Hi.\nYour task is to: "
+                                          "put a mug in sinkbasin."}]}
+    dump.write_text(json.dumps(item) + "\n" + json.dumps(item) + "\n")
+    line = one_error_line(hsl("import", str(dump), "--out", str(tmp_path / "i.jsonl")))
+    assert f"{dump}:2: id: 'x' repeats {dump}:1" in line
+
+
+def test_an_empty_input_is_said(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = hsl("relabel", str(empty), "--out", str(tmp_path / "g.jsonl"))
+    assert result.returncode == 0 and f"warning: {empty} holds no records" in result.stderr

@@ -25,7 +25,7 @@ from hsl_tools.records import (
     Record,
     StageOutput,
     Trajectory,
-    read_records,
+    read_unique,
     write_records,
 )
 from hsl_tools.relabel.relabelers import Failure, Goals, Relabeler, Relevance
@@ -65,7 +65,7 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
             ) -> StageStats:
     """Name every goal each trajectory achieved. `only_failed_final` keeps, of failed
     trajectories only, the goal achieved last (the RelabelFailure ablation)."""
-    trajectories = list(read_records(inp, Trajectory))
+    trajectories = read_unique(inp, Trajectory)
     if only_failed_final:
         trajectories = [t for t in trajectories if not t.success]
     prompt_id = relabeler.prompt_id("goal_inference", prompt)
@@ -102,7 +102,7 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
                       trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id),
                  env_class(g.trajectory.env).goal_type(g.goal), verdict.reason)]
 
-    return _run("mask", list(read_records(inp, GoalRecord)), out, Demo, lambda d: d.id,
+    return _run("mask", read_unique(inp, GoalRecord), out, Demo, lambda d: d.id,
                 relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,
                 chunk, fresh, {}, verifier)
 
