@@ -73,7 +73,7 @@ def _turns(where: str, item: Any) -> list[Turn]:
     for j, m in enumerate(messages):
         role = m.get("from", m.get("role")) if isinstance(m, dict) else None
         content = m.get("value", m.get("content")) if isinstance(m, dict) else None
-        if role not in _ROLES or not isinstance(content, str):
+        if not isinstance(role, str) or role not in _ROLES or not isinstance(content, str):
             raise RecordError(f"{where}: {key}.{j}: expected from/role in "
                               f"{sorted(_ROLES)} and a string value/content")
         turns.append(Turn(role=_ROLES[role], content=content))

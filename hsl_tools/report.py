@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsl_tools.envs.base import Environment, env_class, make_env
 from hsl_tools.evaluate import read_summary
@@ -152,19 +152,45 @@ def read_archive(path: Path) -> RunArchive:
                          "report?)") from None
 
 
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Run(_Part):
+    dir: str
+    seed: int
+
+
+class _Sft(_Part):
+    demos: int
+
+
+class _Hsl(_Part):
+    iterations: int
+
+
+class RunRecipe(_Part):
+    """What the report reads of a run's recipe.json (the rest is kept, unread)."""
+
+    run: _Run
+    sft: _Sft
+    hsl: _Hsl
+    methods: dict[str, str]
+
+
 def read_run(run: Path, oracle: bool = True) -> RunRecord:
     """What one run folder adds to a report (unfinished evaluations are skipped)."""
     path = run / "recipe.json"
     if not path.exists():
         raise ValueError(f"{run}: no recipe.json (not a run folder of hsl iterate)")
-    recipe = read_json(path)
     try:
-        demos, seed = recipe["sft"]["demos"], recipe["run"]["seed"]
-        methods: dict[str, str] = recipe["methods"]
-        record = RunRecord(dir=recipe["run"]["dir"])
-        iterations = recipe["hsl"]["iterations"]
-    except (KeyError, TypeError) as e:
-        raise RecordError(f"{path}: no field {e} (not a recipe.json of hsl iterate?)") from None
+        recipe = RunRecipe.model_validate(read_json(path))
+    except ValidationError as e:
+        raise RecordError(f"{path}: {first_error(e, 'document')} (not a recipe.json of hsl "
+                          "iterate?)") from None
+    demos, seed, iterations = recipe.sft.demos, recipe.run.seed, recipe.hsl.iterations
+    methods = recipe.methods
+    record = RunRecord(dir=recipe.run.dir)
     for folder, method in methods.items():
         if (summary := read_summary(run / folder)) is not None:
             point = Point(method=method, demos=demos, seed=seed, run=run.name, summary=summary)

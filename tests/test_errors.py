@@ -81,7 +81,7 @@ def test_a_run_folder_with_a_bad_recipe_or_summary_names_the_file(tmp_path: Path
     recipe = {"run": {"dir": str(run), "seed": 1}, "sft": {"demos": 4}, "hsl": {"iterations": 1}}
     (run / "recipe.json").write_text(json.dumps(recipe))
     line = one_error_line(hsl("report", str(run), "--out", str(tmp_path / "r")))
-    assert f"{run / 'recipe.json'}: no field 'methods'" in line
+    assert f"{run / 'recipe.json'}: methods: Field required" in line
     (run / "recipe.json").write_text(json.dumps({**recipe, "methods": {"eval-sft": "SFT"}}))
     (run / "eval-sft" / "summary.json").write_text('{"summary": ')
     line = one_error_line(hsl("report", str(run), "--out", str(tmp_path / "r")))
