@@ -307,6 +307,8 @@ def train_cmd(
     seed: Seed = 42,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in OUT.")] = False,
     fresh: Annotated[bool, typer.Option(help="Replace a checkpoint already in OUT.")] = False,
+    save_every: Annotated[int, typer.Option(help="Steps between checkpoints a killed run "
+                                                 "resumes from (0: at the end only).")] = 100,
 ) -> None:
     """Fine-tune a policy: SFT on ground-truth demos, HSL (SFT + the hindsight buffer), or DPO.
 
@@ -320,7 +322,8 @@ def train_cmd(
     config = TrainConfig(objective=objective, steps=steps, epochs=epochs, batch_size=batch_size,
                          grad_accum=grad_accum, lr=lr, schedule=schedule, warmup=warmup,
                          lam=lam, alpha=alpha, mask=not no_mask, uniform=uniform, beta=beta,
-                         max_len=max_len, seed=seed, lora_r=lora_r, merge_lora=merge)
+                         max_len=max_len, seed=seed, lora_r=lora_r, merge_lora=merge,
+                         save_every=save_every)
     config.check()
     hindsight = None
     if buffer is not None:
