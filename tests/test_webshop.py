@@ -229,3 +229,21 @@ def test_webshop_dumps_import_into_records_that_replay(webshop: WebShop, tmp_pat
         assert [(s.action, s.observation) for s in got.steps] == \
             [(s.action, s.observation) for s in t.steps]
         assert webshop.purchase(got) == webshop.purchase(t)
+
+
+def test_human_goals_are_peoples_instructions_with_options_as_values(
+        webshop_data: Path) -> None:
+    """WebShop's benchmark goals (`WEBSHOP_GOALS=human`): the 1000-product subset carries
+    people's instructions for 13 products. No reference recorded them, so this checks their
+    shape and that the expert can play them, not WebShop's exact draws."""
+    human = WebShop(goals="human")
+    written = json.loads((webshop_data / "items_human_ins_subset13.json").read_text())
+    assert len(human.catalog.goals) == sum(len(v) for v in written.values()) == 13
+    by_asin = {g.asin: g for g in human.catalog.goals}
+    for asin, [person] in written.items():
+        goal = by_asin[asin]
+        assert goal.instruction_text.startswith(person["instruction"].strip("."))
+        assert goal.goal_options == person["instruction_options"] and goal.weight == 1.0
+    trajectories = list(rollout(human, human.task_ids("test"), make_policy("expert"), "test"))
+    assert len(trajectories) == 13 and all("purchase" in t.meta for t in trajectories)
+    assert sum(t.reward for t in trajectories) / 13 > 0.8

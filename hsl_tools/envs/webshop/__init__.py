@@ -114,8 +114,8 @@ class WebShopEpisode:
             return "click[next >]" if target_page > page.page else "click[< prev]"
         if page.kind == "sub" or page.asin != goal.asin:
             return "click[< prev]"
-        for name, value in goal.goal_options.items():
-            if page.options.get(name) != value and value in self.session.clickables():
+        for value in goal.option_values():
+            if value not in page.options.values() and value in self.session.clickables():
                 return f"click[{value}]"
         return "click[buy now]"
 
@@ -185,10 +185,12 @@ class WebShop:
         return split, task_id(index)
 
     def __init__(self, max_steps: int = 10, server: str | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, goals: str | None = None) -> None:
         self.max_steps = max_steps
         self.server = server or os.environ.get("WEBSHOP_SERVER") or None
         self.timeout = timeout
+        # synthetic (WebShop's generated instructions) or human (people's: its benchmark)
+        self.goal_kind = goals or os.environ.get("WEBSHOP_GOALS") or "synthetic"
 
     def has_data(self) -> bool:
         try:
@@ -218,7 +220,7 @@ class WebShop:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return load_catalog(data_folder())
+        return load_catalog(data_folder(), self.goal_kind)
 
     @cached_property
     def engine(self) -> SearchEngine:

@@ -1,9 +1,10 @@
 """WebShop's own data files under `$WEBSHOP_DATA`, loaded as WebShop's engine loads them.
 
-Products come from `items_shuffle*.json`, their attributes and instructions from
-`items_ins_v2*.json`; prices of products with a price range and the price bounds of goals are
-drawn from Python's `random` seeded with 0, and the goals are shuffled with seed 233, in the
-engine's order, so goal index i (session `fixed_i`) is the real WebShop's goal i.
+Products come from `items_shuffle*.json`, their attributes and synthetic instructions from
+`items_ins_v2*.json`, and people's instructions (the `human` goals of WebShop's benchmark)
+from `items_human_ins*.json`; prices of products with a price range and the price bounds of
+goals are drawn from Python's `random` seeded with 0, and the goals are shuffled with seed
+233, in the engine's order, so goal index i (session `fixed_i`) is the real WebShop's goal i.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hsl_tools.envs.base import EnvError
 
 PRICE_RANGE = [10.0 * i for i in range(1, 100)]
 NO_PRICE_BOUND = 1000000
+GOAL_KINDS = ("synthetic", "human")
 
 
 class DataMissing(EnvError):
@@ -47,6 +49,7 @@ class Product:
     attributes: list[str]
     instruction: str | None = None
     instruction_attributes: list[str] | None = None
+    human_instructions: list[dict[str, Any]] = field(default_factory=list)
 
     def document(self) -> str:
         """The text WebShop's search index holds for this product."""
@@ -68,8 +71,12 @@ class Goal:
     instruction_text: str
     attributes: list[str]
     price_upper: float
-    goal_options: dict[str, str]
+    goal_options: dict[str, str] | list[str]  # synthetic: name -> value; human: values
     weight: float = 0.0
+
+    def option_values(self) -> list[str]:
+        options = self.goal_options
+        return list(options.values()) if isinstance(options, dict) else list(options)
 
 
 @dataclass
@@ -143,6 +150,32 @@ def _product(raw: dict[str, Any], attributes: dict[str, Any]) -> Product:
         instruction_attributes=info.get("instruction_attributes"))
 
 
+def _price_bound(price: float, rng: random.Random) -> tuple[float, str]:
+    """A price bound drawn above the price (WebShop's draw), and how the instruction says it."""
+    price_range = [x for x in PRICE_RANGE if x > price][:4]
+    if len(price_range) < 2:
+        return NO_PRICE_BOUND, ""
+    _, upper = sorted(rng.sample(price_range, 2))
+    return upper, f", and price lower than {upper:.2f} dollars"
+
+
+def _human_goals(products: list[Product], prices: dict[str, float], rng: random.Random
+                 ) -> list[Goal]:
+    """WebShop's human goals: every instruction people wrote for a product (those naming no
+    attribute left out), its options as a list of values, weight 1."""
+    goals = []
+    for p in products:
+        for written in p.human_instructions:
+            attributes = written.get("instruction_attributes") or []
+            if not attributes:
+                continue
+            upper, price_text = _price_bound(prices[p.asin], rng)
+            goals.append(Goal(p.asin, p.category, p.query, p.title, p.product_category,
+                              written["instruction"].strip(".") + price_text, attributes,
+                              upper, list(written.get("instruction_options") or []), 1.0))
+    return goals
+
+
 def _goals(products: list[Product], prices: dict[str, float], rng: random.Random) -> list[Goal]:
     """WebShop's synthetic goals: one per option combination of every product with an
     instruction, a price bound drawn above its price, weighted by attribute rarity."""
@@ -152,12 +185,7 @@ def _goals(products: list[Product], prices: dict[str, float], rng: random.Random
         if p.instruction is None:
             continue
         attributes = p.instruction_attributes or []
-        price_range = [x for x in PRICE_RANGE if x > prices[p.asin]][:4]
-        if len(price_range) >= 2:
-            _, upper = sorted(rng.sample(price_range, 2))
-            price_text = f", and price lower than {upper:.2f} dollars"
-        else:
-            upper, price_text = NO_PRICE_BOUND, ""
+        upper, price_text = _price_bound(prices[p.asin], rng)
         names = sorted(p.options)
         for combination in itertools.product(*(p.options[n] for n in names)):
             chosen = dict(zip(names, combination, strict=True))
@@ -174,20 +202,27 @@ def _goals(products: list[Product], prices: dict[str, float], rng: random.Random
 
 
 @cache
-def load_catalog(folder: Path) -> Catalog:
-    """Products, prices and goals from a WebShop data folder, exactly as the engine builds
-    them (same draws from the same seeds), so goal indices are WebShop's."""
+def load_catalog(folder: Path, goal_kind: str = "synthetic") -> Catalog:
+    """Products, prices and goals (`synthetic` or `human`) from a WebShop data folder,
+    exactly as the engine builds them (same draws from the same seeds), so goal indices are
+    WebShop's."""
+    if goal_kind not in GOAL_KINDS:
+        raise DataMissing(f"unknown WebShop goals {goal_kind!r} (valid: {', '.join(GOAL_KINDS)})")
     items = _read_json(_one_file(folder, "items_shuffle.json", "items_shuffle*.json"))
     attributes = _read_json(_one_file(folder, "items_ins_v2.json", "items_ins_v2*.json"))
+    human = _read_json(_one_file(folder, "items_human_ins.json", "items_human_ins*.json")) \
+        if goal_kind == "human" else {}
     products: dict[str, Product] = {}
     for raw in items:
         asin = raw.get("asin")
         if asin == "nan" or not asin or len(asin) > 10 or asin in products:
             continue
         products[asin] = _product(raw, attributes)
+        products[asin].human_instructions = human.get(asin, [])
     rng = random.Random(0)
     prices = {a: p.pricing[0] if len(p.pricing) == 1 else rng.uniform(*p.pricing[:2])
               for a, p in products.items()}
-    goals = _goals(list(products.values()), prices, rng)
+    make = _human_goals if goal_kind == "human" else _goals
+    goals = make(list(products.values()), prices, rng)
     random.Random(233).shuffle(goals)
     return Catalog(products, prices, goals, folder)

@@ -105,8 +105,12 @@ def attribute_matches(product: Product, goal: Goal) -> int:
 
 
 def option_matches(bought: list[str], goal: Goal) -> int:
+    """Synthetic goals' options are compared as (name, value) tuples, human goals' as values,
+    as WebShop compares them."""
     have = [normalize_color(o) for o in bought]
-    return sum(_matches(normalize_color(o), have) for o in goal.goal_options.items())
+    wanted = goal.goal_options.items() if isinstance(goal.goal_options, dict) else \
+        goal.goal_options
+    return sum(_matches(normalize_color(o), have) for o in wanted)
 
 
 def purchase_reward(product: Product, goal: Goal, price: float, options: dict[str, str]
