@@ -58,6 +58,15 @@ class Relabeler(Protocol):
                   ) -> list[Relevance | Failure]: ...
 
 
+def _rules(env: str) -> Any:
+    """The environment whose rule relabeler reads this record; one line if it has none."""
+    kind = env_class(env)
+    if not hasattr(kind, "rule_goals"):
+        raise ValueError(f"{env} has no rule relabeler yet: use an LLM relabeler (hf:PATH, "
+                         "vllm:PATH_OR_NAME, openai:URL#MODEL)")
+    return kind
+
+
 class RuleRelabeler:
     """The environment's own text procedure (`rule_goals`, `rule_relevance`); needs no model."""
 
@@ -68,15 +77,15 @@ class RuleRelabeler:
 
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
                  ) -> list[Goals | Failure]:
-        return [Goals(env_class(t.env).rule_goals(t.steps)) for t in trajectories]
+        return [Goals(_rules(t.env).rule_goals(t.steps)) for t in trajectories]
 
     def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
                   ) -> list[Relevance | Failure]:
         out: list[Relevance | Failure] = []
         for g in goals:
+            rules = _rules(g.trajectory.env)
             try:
-                out.append(Relevance(env_class(g.trajectory.env).rule_relevance(
-                    g.trajectory.steps, g.goal)))
+                out.append(Relevance(rules.rule_relevance(g.trajectory.steps, g.goal)))
             except ValueError as e:
                 out.append(Failure("", str(e)))
         return out
@@ -228,9 +237,7 @@ def make_relabeler(spec: str, env: str = "household", attempts: int = 2,
                    max_new_tokens: int = 1024) -> Relabeler:
     """`rules`, or a chat-model spec (`hf:…`, `vllm:…`, `openai:…`)."""
     if spec == "rules":
-        if not hasattr(env_class(env), "rule_goals"):
-            raise ValueError(f"{env} has no rule relabeler yet: use an LLM relabeler "
-                             "(hf:PATH, vllm:PATH_OR_NAME, openai:URL#MODEL)")
+        _rules(env)
         return RuleRelabeler()
     if ":" not in spec:
         raise ValueError(f"unknown relabeler {spec!r} (valid: rules, hf:PATH, vllm:PATH_OR_NAME, "
