@@ -43,7 +43,7 @@ def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], poli
         with progress_bar(f"{policy.name} on {env.name}", total=stats.total) as bar:
             for split, task_ids in work:
                 todo = [t for t in task_ids if f"{split}/{t}" not in output.done]
-                bar.advance(len(task_ids) - len(todo))
+                bar.skip(len(task_ids) - len(todo))
                 for trajectory in rollout(env, todo, policy, split, batch_size):
                     output.write(trajectory)
                     stats.new += 1

@@ -5,6 +5,7 @@ traceback, never markup-mangled, never a secret."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,28 @@ def test_an_empty_input_is_said(tmp_path: Path) -> None:
     empty.write_text("")
     result = hsl("relabel", str(empty), "--out", str(tmp_path / "g.jsonl"))
     assert result.returncode == 0 and f"warning: {empty} holds no records" in result.stderr
+
+
+def test_a_local_model_path_that_does_not_exist_fails_at_once(tmp_path: Path) -> None:
+    """`runs/nope` beside a `runs/` folder is a path, never a hub name to retry online."""
+    (tmp_path / "runs").mkdir()
+    demos = tmp_path / "d.jsonl"
+    demos.write_text("")
+    result = subprocess.run([sys.executable, "-m", "hsl_tools.cli", "train", "-m", "runs/nope",
+                             "-o", "out", "-d", str(demos)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    line = one_error_line(result)
+    assert "cannot load model: runs/nope: no such folder" in line
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path: Path) -> None:
+    """Under nohup or into a log a bar draws nothing: the stage writes count, rate and time."""
+    result = subprocess.run([sys.executable, "-m", "hsl_tools.cli", "collect", "-n", "5",
+                             "--out", str(tmp_path / "t.jsonl")], capture_output=True,
+                            text=True, timeout=120, env={**os.environ,
+                                                         "HSL_PROGRESS_EVERY": "0"})
+    assert result.returncode == 0
+    lines = result.stderr.strip().splitlines()
+    assert [x.split(",")[0] for x in lines] == [f"expert on household: {i}/5"
+                                                 for i in range(1, 6)]
+    assert all("/s" in x and "elapsed" in x for x in lines)

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 Message = dict[str, str]
@@ -51,6 +52,20 @@ class ModelError(ValueError):
 BACKENDS = {"hf": "hsl_tools.llm.hf:HFChatModel",
             "vllm": "hsl_tools.llm.vllm_backend:VLLMChatModel",
             "openai": "hsl_tools.llm.openai_backend:OpenAIChatModel"}
+
+
+def missing_local_path(target: str) -> str | None:
+    """Why `target` is taken for a local folder that does not exist (then no hub lookup is
+    tried: it would spend a minute retrying a name that is no hub model); None otherwise.
+    Local-looking: an absolute or ./ ../ ~ path, more than one slash, or a first part that is
+    a local folder (`runs/nope` beside a `runs/`)."""
+    path = Path(target).expanduser()
+    if path.exists():
+        return None
+    parts = Path(target).parts
+    local = target.startswith(("/", "./", "../", "~")) or target.count("/") > 1 or \
+        (len(parts) > 1 and Path(parts[0]).is_dir())
+    return f"{target}: no such folder" if local else None
 
 
 def make_chat_model(spec: str, **options: Any) -> ChatModel:

@@ -30,6 +30,7 @@ from hsl_tools.llm.base import (
     GenerationParams,
     ModelError,
     conversation_seed,
+    missing_local_path,
     strip_at_stop,
 )
 
@@ -39,6 +40,8 @@ hf_logging.disable_progress_bar()  # "Loading weights" bars would garble our own
 def load_pretrained(target: str, dtype: torch.dtype | str = "auto"
                     ) -> tuple[PreTrainedModel, AutoTokenizer]:
     """Model and tokenizer from a local folder or a hub name, with a one-line error."""
+    if (missing := missing_local_path(target)) is not None:
+        raise ModelError(f"cannot load model: {missing}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(target)
         model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)

@@ -17,6 +17,7 @@ from hsl_tools.llm.base import (
     GenerationParams,
     ModelError,
     conversation_seed,
+    missing_local_path,
     strip_at_stop,
 )
 
@@ -36,12 +37,11 @@ def engine(target: str, **options: Any) -> Any:
         if not torch.cuda.is_available():  # vLLM's CPU build: no CUDA graphs, a KV budget
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             options = {"enforce_eager": True, "dtype": "bfloat16", **options}
-        looks_local = target.startswith((".", "/", "~")) or Path(target).exists()
-        if looks_local and not Path(target).expanduser().is_dir():
-            raise ModelError(f"vllm: no model folder at {target!r}")
+        if (missing := missing_local_path(target)) is not None:
+            raise ModelError(f"vllm: {missing}")
+        local = Path(target).expanduser()
         try:
-            _ENGINES[key] = LLM(model=str(Path(target).expanduser()) if looks_local else target,
-                                **options)
+            _ENGINES[key] = LLM(model=str(local) if local.exists() else target, **options)
         except (OSError, ValueError) as e:
             raise ModelError(f"vllm: cannot load {target!r}: {str(e).splitlines()[0]}") from None
     return _ENGINES[key]

@@ -127,7 +127,7 @@ def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
         todo = [x for x in items if x.id not in output.done]
         stats.resumed = len(items) - len(todo)
         with progress_bar(f"{stage} ({relabeler.spec})", total=len(items)) as bar:
-            bar.advance(stats.resumed)
+            bar.skip(stats.resumed)
             for batch in _chunks(todo, chunk):
                 for item, result in zip(batch, call(batch), strict=True):
                     bar.advance()

@@ -219,7 +219,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     if state:  # last, so that nothing set up above draws from the restored generators
         _restore_rng(out, order)
     with progress_bar(f"train {config.objective}", total=total) as bar:
-        bar.advance(done)
+        bar.skip(done)
         for step in range(done + 1, total + 1):
             started = time.perf_counter()
             lr = learning_rate(config, step, total)
