@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,10 @@ def hsl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    lines = result.stderr.strip().splitlines()  # progress lines may come first
+    errors = [x for x in lines if x.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    return errors[0]
 
 
 @pytest.fixture
@@ -150,3 +152,37 @@ def test_progress_off_a_terminal_is_plain_lines(tmp_path: Path) -> None:
     assert [x.split(",")[0] for x in lines] == [f"expert on household: {i}/5"
                                                  for i in range(1, 6)]
     assert all("/s" in x and "elapsed" in x for x in lines)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB filesystem (tmpfs, mounted as root, as CI and the developers run); a clean
+    skip where mounting is not allowed. Unmounted afterwards."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_old_output_survives(small_disk: Path,
+                                                             tiny_model: Path) -> None:
+    out = small_disk / "t.jsonl"
+    assert hsl("collect", "-n", "3", "--out", str(out)).returncode == 0
+    before = out.read_bytes()
+    line = one_error_line(hsl("collect", "-n", "300", "--out", str(out), "--fresh"))
+    assert "No space left on device" in line
+    assert out.read_bytes() == before
+    # the killed run's partial output fills the disk: a training there cannot log its step
+    demos = small_disk.parent / "d.jsonl"
+    demos.write_bytes(before)
+    line = one_error_line(hsl("train", "-m", str(tiny_model), "-o", str(small_disk / "ckpt"),
+                              "-d", str(demos), "--steps", "1", "--batch-size", "2"))
+    assert f"{small_disk / 'ckpt' / 'train.jsonl'}: No space left on device" in line
+    out.with_name(out.name + ".partial").unlink()  # room for the log, not for the weights
+    line = one_error_line(hsl("train", "-m", str(tiny_model), "-o", str(small_disk / "ckpt"),
+                              "-d", str(demos), "--steps", "1", "--batch-size", "2", "--fresh"))
+    assert f"{small_disk / 'ckpt'}: cannot write the checkpoint" in line

@@ -25,6 +25,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
+from safetensors import SafetensorError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hsl_tools.llm.hf import load_pretrained
@@ -264,9 +265,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
             metrics = {"step": step, **parts, "tokens": tokens, "tokens_per_s": tokens / seconds,
                        "lr": lr, "seconds": seconds}
             if accelerator.is_main_process:
-                out.mkdir(parents=True, exist_ok=True)
-                with (out / "train.jsonl").open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                _log(out, metrics)
             bar.advance()
             if config.save_every and step % config.save_every == 0 and step < total \
                     and not config.lora_r and accelerator.is_main_process:
@@ -280,6 +279,17 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
 
 
 RNG_FILE = "rng_state.pt"
+
+
+def _log(out: Path, metrics: dict[str, float]) -> None:
+    """Append one step's metrics to OUT/train.jsonl (a full disk names the file)."""
+    log = out / "train.jsonl"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(log)) from None
 
 
 def _restore_rng(out: Path, order: EpochOrder) -> None:
@@ -354,13 +364,18 @@ def save(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
     shutil.rmtree(staging, ignore_errors=True)
     if config.lora_r and config.merge_lora:
         model = model.merge_and_unload()
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if not config.lora_r:
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-    torch.save({"order": order.state_dict(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-               staging / RNG_FILE)
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if not config.lora_r:
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save({"order": order.state_dict(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                    else None}, staging / RNG_FILE)
+    except (OSError, SafetensorError, RuntimeError) as e:  # a full disk, as each writer says it
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(f"{out}: cannot write the checkpoint ({e}); the last one is kept"
+                      ) from None
     (staging / "trainer_state.json").write_text(json.dumps({"step": step,
                                                             "config": asdict(config)}, indent=2))
     (out / "trainer_state.json").unlink(missing_ok=True)
