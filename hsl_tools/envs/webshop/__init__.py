@@ -22,7 +22,6 @@ from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session, instruction
 from hsl_tools.records import Trajectory
 
 SPLITS = {"test": (0, 500), "dev": (500, 1500), "train": (1500, None)}
-PAGES_SEARCHED = 5  # the expert pages through at most the 50 results the site lists
 
 SYSTEM = """You are shopping on a web store to buy what the instruction asks for. Each turn, \
 reply with one action; the next message shows the page you reach.
