@@ -76,9 +76,13 @@ def _serve(conn: Connection) -> None:
             else:
                 state, _, _ = env.step(argument)
                 plan = _expert_plan(expert, state, argument) if plan else []
-            conn.send(("ok", _payload(state, plan)))
+            reply = ("ok", _payload(state, plan))
         except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+            reply = ("error", f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except BrokenPipeError:  # the parent is gone (killed): nobody to tell
+            return
 
 
 class GameWorker:
