@@ -58,7 +58,7 @@ def _serve(conn: Connection) -> None:
     while True:
         try:
             command, argument = conn.recv()
-        except EOFError:  # the parent is gone
+        except (EOFError, ConnectionResetError):  # the parent is gone
             return
         if command == "close":
             return
@@ -81,7 +81,7 @@ def _serve(conn: Connection) -> None:
             reply = ("error", f"{type(e).__name__}: {e}")
         try:
             conn.send(reply)
-        except BrokenPipeError:  # the parent is gone (killed): nobody to tell
+        except (BrokenPipeError, ConnectionResetError):  # the parent is gone: nobody to tell
             return
 
 
