@@ -18,7 +18,7 @@ from rich.text import Text
 from hsl_tools.agent import Policy, ReplayPolicy, make_policy
 from hsl_tools.chat import reply_budget
 from hsl_tools.collect import collect as run_collect
-from hsl_tools.envs.base import EnvError, Environment, make_env
+from hsl_tools.envs.base import EnvError, Environments, make_env
 from hsl_tools.errors import one_line
 from hsl_tools.evaluate import evaluate as run_eval
 from hsl_tools.evaluate import summary_table
@@ -248,7 +248,12 @@ def relabel_check(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report as JSON.")
                    ] = None,
 ) -> None:
-    """Relabel accuracy against the environment's oracle: precision, recall, exact S(k).
+    """Relabel accuracy as the environment judges it: precision, recall, exact S(k).
+
+    A named goal is right when the environment shows it achieved by its step (ALFWorld and
+    the household world: their oracle; WebShop: the purchase scores 1.0 for it). WebShop adds
+    the mean reward and its parts, and how many other products would also score 1.0 (a goal
+    anything satisfies teaches nothing).
 
     Example: hsl relabel-check runs/x/goals.jsonl -t runs/x/agent.jsonl
     """
@@ -257,8 +262,8 @@ def relabel_check(
     report = check(read_records(trajectories, Trajectory), read_records(goals, GoalRecord))
     if out is not None:
         write_json(out, report)
-    console.print(check_table(report, f"{goals} vs the oracle ({report['trajectories']} "
-                                      "trajectories)"))
+    console.print(check_table(report, f"{goals} as the environment judges it "
+                                      f"({report['trajectories']} trajectories)"))
 
 
 @app.command("train")
@@ -536,15 +541,13 @@ def show(
 ) -> None:
     """Print trajectories as the agent saw them, optionally with the goals they achieved."""
     shown = 0
-    envs: dict[str, Environment] = {}
+    envs = Environments()
     for trajectory in read_records(path, Trajectory):
         if shown >= limit:
             break
         goals = None
         if oracle or achieving:
-            if trajectory.env not in envs:
-                envs[trajectory.env] = make_env(trajectory.env)
-            goals = envs[trajectory.env].oracle(trajectory)
+            goals = envs[trajectory.env].judge(trajectory).achieved
         if achieving and not goals:
             continue
         print_trajectory(console, trajectory, goals)

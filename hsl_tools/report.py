@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hsl_tools.envs.base import Environment, env_class, make_env
+from hsl_tools.envs.base import Environments, env_class
 from hsl_tools.evaluate import read_summary
 from hsl_tools.records import (
     Demo,
@@ -253,11 +253,9 @@ def pool(records: dict[str, RunRecord]) -> RunData:
 
 def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
     """Evaluation episodes by outcome, as their environment tells it from its oracle."""
-    envs: dict[str, Environment] = {}
+    envs = Environments()
     for t in read_records(episodes, Trajectory):
-        if t.env not in envs:
-            envs[t.env] = make_env(t.env)
-        counts[envs[t.env].outcome(t, envs[t.env].oracle(t))] += 1
+        counts[envs[t.env].outcome(t)] += 1
 
 
 ROLLOUT_BLOCK = 10  # iterations per row of the rollout table

@@ -148,10 +148,11 @@ def test_report_sorts_evaluation_episodes_by_what_they_achieved(runs: list[Path]
                   if not t.success and Goal.parse(t.instruction))
     task = Goal.parse(failed.instruction)
     other = "apple" if task.obj != "apple" else "mug"
-    assert Household.outcome(failed, {}) == "nothing"
-    assert Household.outcome(failed, {Goal(GoalType.PICK_AND_PLACE, task.obj, "nowhere"): 3}) \
+    outcome = Household.outcome_given
+    assert outcome(failed, {}) == "nothing"
+    assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, task.obj, "nowhere"): 3}) \
         == "same object"
-    assert Household.outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == \
+    assert outcome(failed, {Goal(GoalType.PICK_AND_PLACE, other, task.recep): 3}) == \
         "other goal"
 
 

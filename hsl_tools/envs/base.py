@@ -65,6 +65,38 @@ def step_all(episodes: Sequence[Episode], actions: Sequence[str]) -> list[StepRe
     return [e.receive() if isinstance(e, RemoteEpisode) else e.step(a) for e, a in pairs]
 
 
+class Judge(Protocol):
+    """What one trajectory achieved, as its environment tells it."""
+
+    achieved: dict[str, int]  # each goal achieved (in words) -> the first step it held
+
+    def judge(self, goal: str) -> tuple[str, int] | str:
+        """(the achieved goal a named goal is, the first step it held), or why the named
+        goal does not hold."""
+        ...
+
+    def measures(self, goal: str) -> dict[str, float]:
+        """Numbers about a named goal worth averaging (WebShop: its reward and parts)."""
+        ...
+
+
+@dataclass
+class OracleJudge:
+    """A judge from an oracle that lists every goal achieved (canonical text -> first step)."""
+
+    env: Environment
+    achieved: dict[str, int]
+
+    def judge(self, goal: str) -> tuple[str, int] | str:
+        canonical = self.env.canonical_goal(goal)
+        if canonical not in self.achieved:
+            return f"the environment shows {goal!r} never achieved"
+        return canonical, self.achieved[canonical]
+
+    def measures(self, goal: str) -> dict[str, float]:
+        return {}
+
+
 class Environment(Protocol):
     """An environment owns what is its own; stages ask it instead of importing its code."""
 
@@ -104,9 +136,27 @@ class Environment(Protocol):
         """Text of the environment's goal space that a tokenizer built for it should know."""
         ...
 
-    def oracle(self, trajectory: Trajectory) -> dict[Any, int]:
-        """Every goal the trajectory achieved (in the environment's goal space), with the
-        first step it held."""
+    max_goals: int | None  # goals one trajectory can achieve (None: no limit)
+    goal_chars: int  # the longest goal sentence a relabeler may write
+
+    def judge(self, trajectory: Trajectory) -> Judge:
+        """What a trajectory achieved, to check named goals against: EnvError where it
+        cannot be told here, ValueError where the trajectory does not replay as recorded."""
+        ...
+
+    def outcome(self, trajectory: Trajectory) -> str:
+        """What an evaluation episode came to, in a few words (for reports)."""
+        ...
+
+    @staticmethod
+    def brief(observation: str) -> str:
+        """An observation as a relabeler's prompt shows it (long pages shortened)."""
+        ...
+
+    @staticmethod
+    def restated(observation: str, instruction: str, goal: str) -> str:
+        """An observation as it would read had the task been `goal` (WebShop's pages show
+        the instruction; other environments' observations do not)."""
         ...
 
 
@@ -123,6 +173,14 @@ def env_class(name: str) -> type[Environment]:
         raise ValueError(f"unknown environment {name!r} (valid: {', '.join(ENVIRONMENTS)})")
     module, cls = ENVIRONMENTS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+class Environments(dict[str, Environment]):
+    """Environments by name, each made (with its defaults) the first time it is asked for."""
+
+    def __missing__(self, name: str) -> Environment:
+        env = self[name] = make_env(name)
+        return env
 
 
 def make_env(name: str, **options: Any) -> Environment:

@@ -47,15 +47,27 @@ def engine(target: str, **options: Any) -> Any:
     return _ENGINES[key]
 
 
+def context_length(target: str, most: int = 8192) -> int:
+    """The model's own context, up to `most` tokens (a relabeler's WebShop prompt can take
+    5000; a longer context only reserves KV memory that goes unused)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(Path(target).expanduser()))
+    except (OSError, ValueError):
+        return 4096  # vLLM reports what is wrong with the model when it loads it
+    return min(most, getattr(config, "max_position_embeddings", None) or 4096)
+
+
 class VLLMChatModel:
     """A model served in-process by vLLM; `lora` names an adapter folder to apply."""
 
     supports_json_schema = True
 
-    def __init__(self, target: str, max_model_len: int = 4096, lora: str | None = None,
+    def __init__(self, target: str, max_model_len: int | None = None, lora: str | None = None,
                  tensor_parallel_size: int = 1, **engine_options: Any) -> None:
         self.spec = f"vllm:{target}" + (f"+lora:{lora}" if lora else "")
-        options = {"max_model_len": max_model_len, **engine_options}
+        options = {"max_model_len": max_model_len or context_length(target), **engine_options}
         if tensor_parallel_size > 1:
             options["tensor_parallel_size"] = tensor_parallel_size
         if lora:

@@ -1,4 +1,4 @@
-"""Relabel accuracy against the environment's oracle: precision and recall of the goals named,
+"""Relabel accuracy as the environment judges it: precision and recall of the goals named,
 and how often S(k) is exactly the true step, overall and per goal type."""
 
 from __future__ import annotations
@@ -8,14 +8,16 @@ from collections.abc import Iterable
 
 from rich.table import Table
 
-from hsl_tools.envs.base import Environment, env_class, make_env
+from hsl_tools.envs.base import Environments, env_class
 from hsl_tools.records import GoalRecord, Trajectory
 from hsl_tools.relabel.relabelers import Relabeler
 
 
 def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> dict:
-    """Compare relabeled goals with the oracle on every trajectory (those with no goal too),
-    in the environment's goal space (a goal outside it counts as "not in the goal space")."""
+    """Compare relabeled goals with what the environment's judge says each trajectory
+    achieved (those with no goal too): a named goal is right when it holds (in the goal space,
+    or, on WebShop, when the purchase scores 1.0 for it), recall counts the achieved goals
+    named. Measures the environment has about each named goal are averaged."""
     named: dict[str, dict[str, int]] = defaultdict(dict)
     outside: dict[str, int] = defaultdict(int)  # goals named outside the goal space
     for g in goals:
@@ -25,24 +27,34 @@ def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> di
         else:
             named[g.trajectory_id][canonical] = g.step
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, exact=0))
-    envs: dict[str, Environment] = {}
+    measures: dict[str, list[float]] = defaultdict(list)
+    envs = Environments()
     seen = set()
     for t in trajectories:
         seen.add(t.id)
-        if t.env not in envs:
-            envs[t.env] = make_env(t.env)
         env = envs[t.env]
-        truth = {str(goal): step for goal, step in env.oracle(t).items()}
-        got = named.get(t.id, {})
         counts["not in the goal space"]["fp"] += outside.get(t.id, 0)
-        for goal, step in got.items():
+        try:
+            judge = env.judge(t)
+        except ValueError:  # its goals cannot be right: the record is not what happened
+            counts["trajectory does not replay"]["fp"] += len(named.get(t.id, {}))
+            continue
+        found = set()
+        for goal, step in named.get(t.id, {}).items():
             kind = env.goal_type(goal)
-            if goal in truth:
+            verdict = judge.judge(goal)
+            for name, value in judge.measures(goal).items():
+                measures[name].append(value)
+            if isinstance(verdict, str):
+                counts[kind]["fp"] += 1
+                continue
+            if verdict[0] not in found:  # two names for one achieved goal count once
                 counts[kind]["tp"] += 1
-                counts[kind]["exact"] += truth[goal] == step
+                counts[kind]["exact"] += verdict[1] == step
+                found.add(verdict[0])
             else:
                 counts[kind]["fp"] += 1
-        for goal in truth.keys() - got.keys():
+        for goal in judge.achieved.keys() - found:
             counts[env.goal_type(goal)]["fn"] += 1
     counts = {kind: c for kind, c in counts.items() if any(c.values())}
     missing = (named.keys() | outside.keys()) - seen
@@ -51,7 +63,8 @@ def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> di
                          f"{', '.join(sorted(missing)[:3])}")
     total = {k: sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn", "exact")}
     return {"trajectories": len(seen), "overall": rates(total),
-            "per_type": {kind: rates(c) for kind, c in sorted(counts.items())}}
+            "per_type": {kind: rates(c) for kind, c in sorted(counts.items())},
+            "measures": {name: sum(v) / len(v) for name, v in measures.items()}}
 
 
 def check_relabeler(trajectories: list[Trajectory], relabeler: Relabeler) -> dict:
@@ -79,4 +92,7 @@ def check_table(report: dict, title: str) -> Table:
         table.add_row(kind, str(r["tp"] + r["fp"]), str(r["tp"] + r["fn"]),
                       f"{r['precision']:.1%}", f"{r['recall']:.1%}", f"{r['step_exact']:.1%}",
                       style="bold" if kind == "all" else None)
+    if report.get("measures"):
+        table.caption = "mean over the goals named: " + ", ".join(
+            f"{name} {value:.3g}" for name, value in report["measures"].items())
     return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -49,7 +50,8 @@ def load_prompt(name: str, root: Path = PROMPTS_DIR) -> Prompt:
     return Prompt(f"{base}@v{number}", m[1].strip(), m[2].strip())
 
 
-def numbered(steps: list[Step]) -> str:
-    """A trajectory as numbered action/observation pairs."""
-    return "\n".join(f"Step {i}. Action: {s.action}\n        Observation: {s.observation}"
+def numbered(steps: list[Step], brief: Callable[[str], str] = str) -> str:
+    """A trajectory as numbered action/observation pairs, each observation as `brief` puts
+    it (an environment's long pages shortened for a prompt)."""
+    return "\n".join(f"Step {i}. Action: {s.action}\n        Observation: {brief(s.observation)}"
                      for i, s in enumerate(steps, 1))

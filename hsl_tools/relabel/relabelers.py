@@ -13,9 +13,10 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from hsl_tools.envs.base import env_class
@@ -92,17 +93,26 @@ class RuleRelabeler:
 
 
 class _GoalItem(BaseModel):
-    goal: str = Field(max_length=80)
+    goal: str
     step: int
 
 
 # Length bounds go into the JSON schema too, so a constrained decoder must close its strings
 # and lists instead of rambling past the token budget into invalid JSON.
 class GoalReply(BaseModel):
-    """What goal inference must return."""
+    """What goal inference must return (`goal_reply` bounds each goal's length)."""
 
     reasoning: str = Field("", max_length=400)
     goals: list[_GoalItem] = Field(default_factory=list, max_length=16)
+
+
+@cache
+def goal_reply(goal_chars: int) -> type[GoalReply]:
+    """GoalReply with goals at most `goal_chars` long (an environment's longest goal)."""
+    item = create_model("GoalItem", __base__=_GoalItem,
+                        goal=(str, Field(max_length=goal_chars)))
+    return create_model("GoalReply", __base__=GoalReply,
+                        goals=(list[item], Field(default_factory=list, max_length=16)))
 
 
 class _Label(BaseModel):
@@ -164,14 +174,15 @@ class LLMRelabeler:
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
                  ) -> list[Goals | Failure]:
         template = load_prompt(prompt or f"{self.family}/goal_inference")
+        schema = goal_reply(self.env.goal_chars)
 
         def ask(t: Trajectory) -> Conversation:
             return template.render(templates=self.env.goal_forms(), instruction=t.instruction,
                                    initial_observation=t.initial_observation,
-                                   trajectory=numbered(t.steps))
+                                   trajectory=numbered(t.steps, self.env.brief))
 
         def read(t: Trajectory, text: str) -> Goals:
-            reply = parse_reply(text, GoalReply)
+            reply = parse_reply(text, schema)
             first: dict[str, int] = {}
             for item in reply.goals:
                 if not 1 <= item.step <= len(t.steps):
@@ -180,9 +191,10 @@ class LLMRelabeler:
                 goal = self.env.canonical_goal(item.goal)
                 if goal is not None:  # a sentence outside the goal space is not a goal
                     first[goal] = min(item.step, first.get(goal, item.step))
-            return Goals(sorted(first.items(), key=lambda gs: (gs[1], gs[0])), text)
+            goals = sorted(first.items(), key=lambda gs: (gs[1], gs[0]))
+            return Goals(goals[:self.env.max_goals], text)  # WebShop: one purchase at most
 
-        return self._rounds(trajectories, ask, read, GoalReply)
+        return self._rounds(trajectories, ask, read, schema)
 
     def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
                   ) -> list[Relevance | Failure]:
@@ -190,7 +202,8 @@ class LLMRelabeler:
 
         def ask(g: GoalRecord) -> Conversation:
             return template.render(goal=g.goal, initial_observation=g.trajectory
-                                   .initial_observation, trajectory=numbered(g.trajectory.steps),
+                                   .initial_observation,
+                                   trajectory=numbered(g.trajectory.steps, self.env.brief),
                                    n_steps=len(g.trajectory.steps))
 
         def read(g: GoalRecord, text: str) -> Relevance:

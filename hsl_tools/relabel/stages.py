@@ -92,15 +92,21 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
     verifier = Verifier()
 
     def emit(g: GoalRecord, result: Relevance) -> list[Emitted]:
-        steps = [DemoStep(action=s.action, observation=s.observation, thought=s.thought,
-                          relevant=z, reason=why)
-                 for s, (z, why) in zip(g.trajectory.steps, result.labels, strict=True)]
-        [verdict] = verifier.check(g.trajectory, [(g.goal, g.step)])
+        t = g.trajectory
+        env = env_class(t.env)
+
+        def restated(observation: str) -> str:  # as the pages would read for the goal
+            return env.restated(observation, t.instruction, g.goal)
+
+        steps = [DemoStep(action=s.action, observation=restated(s.observation),
+                          thought=s.thought, relevant=z, reason=why)
+                 for s, (z, why) in zip(t.steps, result.labels, strict=True)]
+        [verdict] = verifier.check(t, [(g.goal, g.step)])
         return [(Demo(id=g.id, source="hindsight", instruction=g.goal, steps=steps,
-                      initial_observation=g.trajectory.initial_observation,
+                      initial_observation=restated(t.initial_observation),
                       relabeler=relabeler.spec, prompt=prompt_id, env=g.trajectory.env,
                       trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id),
-                 env_class(g.trajectory.env).goal_type(g.goal), verdict.reason)]
+                 env.goal_type(g.goal), verdict.reason)]
 
     return _run("mask", read_unique(inp, GoalRecord), out, Demo, lambda d: d.id,
                 relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,

@@ -9,6 +9,7 @@ from typing import Any
 
 from hsl_tools.envs.alfworld_family import rules
 from hsl_tools.envs.alfworld_family.goals import TEMPLATES, Goal
+from hsl_tools.envs.base import OracleJudge
 from hsl_tools.records import Step, Trajectory
 
 # our split names -> ALFWorld's folders, as ETO and the paper use them
@@ -43,6 +44,8 @@ class AlfworldFamily:
     reply_tokens = 24
     system = SYSTEM
     no_effect = "Nothing happens."  # what the game says to an action that changed nothing
+    max_goals = None  # a trajectory can achieve many goals
+    goal_chars = 80  # "put a clean mug in coffeemachine" and the like
 
     # -- the goal space: the six templates over object and receptacle types
     @staticmethod
@@ -91,8 +94,30 @@ class AlfworldFamily:
             raise ValueError(f"not a template goal: {goal!r}")
         return rules.relevance(steps, parsed)
 
+    def judge(self, trajectory: Trajectory) -> OracleJudge:
+        """The oracle's goals, replayed from the trajectory (see `oracle`)."""
+        return OracleJudge(self, {str(goal): step
+                                  for goal, step in self.oracle(trajectory).items()})
+
+    def oracle(self, trajectory: Trajectory) -> dict[Goal, int]:
+        """Every template goal the trajectory achieved, with the first step it held."""
+        raise NotImplementedError
+
+    def outcome(self, trajectory: Trajectory) -> str:
+        return self.outcome_given(trajectory, self.oracle(trajectory))
+
     @staticmethod
-    def outcome(trajectory: Trajectory, achieved: Mapping[Any, int]) -> str:
+    def brief(observation: str) -> str:
+        """Observations are short: a relabeler's prompt shows them whole."""
+        return observation
+
+    @staticmethod
+    def restated(observation: str, instruction: str, goal: str) -> str:
+        """Observations do not show the task: unchanged."""
+        return observation
+
+    @staticmethod
+    def outcome_given(trajectory: Trajectory, achieved: Mapping[Any, int]) -> str:
         """What an evaluation episode came to: won; failed but achieved a goal with the task's
         own object (the instruction half followed); failed achieving another goal; or failed
         achieving nothing."""

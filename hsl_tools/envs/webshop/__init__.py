@@ -14,8 +14,10 @@ from functools import cached_property
 from typing import Any
 
 from hsl_tools.envs.base import EnvError, StepResult, check_split
+from hsl_tools.envs.webshop import rules, site
 from hsl_tools.envs.webshop.client import RemoteSession
 from hsl_tools.envs.webshop.data import Catalog, DataMissing, Goal, data_folder, load_catalog
+from hsl_tools.envs.webshop.goals import PurchaseJudge
 from hsl_tools.envs.webshop.reward import purchase_reward
 from hsl_tools.envs.webshop.search import SearchEngine
 from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session, instruction_of
@@ -49,12 +51,12 @@ class WebShopEpisode:
     """One shopper session with its goal, in-process or on a server; the purchase goes to
     `meta["purchase"]`."""
 
-    def __init__(self, env: WebShop, task: str) -> None:
+    def __init__(self, env: WebShop, task: str, local: bool = False) -> None:
         index = goal_index(task)
         self.env, self.task_id, self.max_steps = env, task, env.max_steps
         self.goal = env.goal(index)
         self.session: Session | RemoteSession = (
-            Session(env.catalog, env.engine, self.goal) if env.server is None else
+            Session(env.catalog, env.engine, self.goal) if env.server is None or local else
             RemoteSession(env.server, index, env.timeout))
         self.observation = self.session.observation
         self.instruction = instruction_of(self.observation)
@@ -133,6 +135,10 @@ class WebShop:
     reply_tokens = 96  # a search can be as long as the instruction
     system = SYSTEM
     no_effect = None  # an action that does nothing leaves the page as it was: no message
+    max_goals = 1  # the purchase, if any
+    goal_chars = 400  # an instruction naming a product title, its options and a price bound
+    rule_goals = staticmethod(rules.rule_goals)
+    rule_relevance = staticmethod(rules.rule_relevance)
 
     # -- the goal space: shopping instructions, free text (what one purchase satisfies)
     @staticmethod
@@ -156,6 +162,19 @@ class WebShop:
     def task_message(instruction: str, initial_observation: str) -> str:
         """The start page; it shows the instruction itself."""
         return initial_observation
+
+    @staticmethod
+    def brief(observation: str) -> str:
+        """A page for a relabeler's prompt: without the instruction and its search button
+        (every page repeats them), results' titles and description or features cut to ten
+        words; a product page whole (its title, options and price say what was bought)."""
+        return site.brief(observation)
+
+    @staticmethod
+    def restated(observation: str, instruction: str, goal: str) -> str:
+        """A page as it would read for another goal: every page but the last shows it."""
+        return observation.replace(f"Instruction: [SEP] {instruction} [SEP]",
+                                   f"Instruction: [SEP] {goal} [SEP]", 1)
 
     @staticmethod
     def task_of(message: str) -> tuple[str, str] | None:
@@ -259,27 +278,44 @@ class WebShop:
         serve(self, host, port, seed)
 
     def replay(self, trajectory: Trajectory) -> WebShopEpisode:
-        """Play a trajectory's actions again in its own task (to its last step)."""
-        episode = WebShopEpisode(self, trajectory.task_id)
+        """Play a trajectory's actions again in its own task, in-process, to its last step
+        (ValueError at the first page that differs from the recorded one)."""
+        episode = WebShopEpisode(self, trajectory.task_id, local=True)
         episode.max_steps = max(len(trajectory.steps), 1)
-        for step in trajectory.steps:
-            if episode.step(step.action).done:
+        if episode.observation != trajectory.initial_observation:
+            raise ValueError(f"{trajectory.id}: the start page differs from the recorded one")
+        for i, step in enumerate(trajectory.steps, 1):
+            result = episode.step(step.action)
+            if result.observation != step.observation:
+                raise ValueError(f"{trajectory.id}: step {i} ({step.action}) shows another page "
+                                 "than the recorded one")
+            if result.done:
                 break
         return episode
 
     def purchase(self, trajectory: Trajectory) -> Purchase | None:
-        """The oracle of a WebShop trajectory: what it bought (product, options, price) and the
-        reward for its own goal, by replaying it in its task; None when it bought nothing."""
+        """What a trajectory bought (product, options, price) and its reward for its own goal,
+        by replaying it; None when it bought nothing."""
         return self.replay(trajectory).session.purchase
 
-    def reward_for(self, purchase: Purchase, goal: Goal) -> float:
-        """The reward a purchase earns for any goal, as WebShop computes it."""
+    def judge(self, trajectory: Trajectory) -> PurchaseJudge:
+        """The purchase, replayed: a named goal holds when the purchase scores 1.0 for it."""
+        episode = self.replay(trajectory)
+        purchase = episode.session.purchase
+        return PurchaseJudge(self, purchase, episode.steps if purchase is not None else 0)
+
+    def score(self, purchase: Purchase, goal: Goal) -> tuple[float, dict[str, Any]]:
+        """The reward a purchase earns for any goal, and its parts, as WebShop computes them."""
         price = purchase.price if purchase.price is not None else \
             self.catalog.prices[purchase.asin]
         product = self.catalog.products[purchase.asin]
-        return purchase_reward(product, goal, price, purchase.options)[0]
+        return purchase_reward(product, goal, price, purchase.options)
 
-    def oracle(self, trajectory: Trajectory) -> dict[Any, int]:
-        """WebShop has no goal templates to enumerate: what was bought is `purchase`."""
-        raise EnvError("WebShop's oracle is the purchase (WebShop.purchase), not template goals")
-
+    @staticmethod
+    def outcome(trajectory: Trajectory) -> str:
+        """won; bought with partial credit; bought what scores 0; bought nothing."""
+        if trajectory.success:
+            return "won"
+        if rules.bought(trajectory.steps) is None:
+            return "bought nothing"
+        return "bought, partly right" if trajectory.reward > 0 else "bought, scoring 0"

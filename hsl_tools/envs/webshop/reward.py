@@ -123,10 +123,11 @@ def purchase_reward(product: Product, goal: Goal, price: float, options: dict[st
     opt = option_matches(list(options.values()), goal)
     parts = n_att + n_opt + 1
     total = (att + opt + r_price) / parts * r_type["r_type"]
-    info: dict[str, Any] = {"r_type": r_type["r_type"], "r_att": att / n_att,
-                            "w_att": n_att / parts, "query_match": r_type["query_match"],
+    info: dict[str, Any] = {"r_type": r_type["r_type"], "query_match": r_type["query_match"],
                             "category_match": r_type["category_match"],
                             "title_score": r_type["title_score"]}
+    if n_att:  # a relabeled goal has none
+        info.update(r_att=att / n_att, w_att=n_att / parts)
     if n_opt:
         info.update(r_option=opt / n_opt, w_option=n_opt / parts)
     if r_price is not None:

@@ -61,6 +61,21 @@ def instruction_of(observation: str) -> str:
     return parts[parts.index("Instruction:") + 1]
 
 
+def brief(page: str, words: int = 10) -> str:
+    """A page shortened for a prompt (see `WebShop.brief`)."""
+    texts = page.split(" [SEP] ")
+    if texts[:1] == ["Instruction:"]:
+        texts = texts[3:]  # the instruction and "Back to Search"
+    if "Buy Now" in texts or texts[:1] != ["< Prev"] and not texts[0].startswith("Page "):
+        return " [SEP] ".join(texts)  # a product page, the start or the done page
+
+    def cut(text: str) -> str:
+        split = text.split()
+        return " ".join(split[:words]) + (" …" if len(split) > words else "")
+
+    return " [SEP] ".join(cut(t) for t in texts)
+
+
 def purchase_of(done_page: str, reward: float) -> Purchase | None:
     """What the done page says was bought; None for a page that is not one."""
     parts = done_page.split(" [SEP] ")
