@@ -44,7 +44,7 @@ from hsl_tools.records import (
 )
 from hsl_tools.relabel.check import check, rates
 
-SPLITS = ("seen", "unseen")
+SPLIT_ORDER = ("seen", "unseen", "test", "dev")  # splits found are shown in this order
 SHORT = {"pick_and_place": "place", "look_at_obj_in_light": "look", "pick_clean_then_place":
          "clean", "pick_heat_then_place": "heat", "pick_cool_then_place": "cool",
          "pick_two_obj_and_place": "two"}
@@ -64,10 +64,16 @@ class Point(BaseModel):
     run: str
     summary: dict[str, dict[str, dict[str, float]]]
     outcomes: Counter[str] = Counter()
+    env: str = "household"
 
     def success(self, split: str, group: str = "all") -> float | None:
         cell = self.summary.get(split, {}).get(group)
         return None if cell is None else cell["success"]
+
+    def score(self, split: str, group: str = "all") -> float | None:
+        """100 x mean reward (WebShop's score), as a share like `success`."""
+        cell = self.summary.get(split, {}).get(group)
+        return None if cell is None else cell["mean_reward"]
 
 
 class RunRecord(BaseModel):
@@ -114,6 +120,17 @@ class RunData:
     rollouts: dict[tuple[str, int], Counter[str]] = field(
         default_factory=lambda: defaultdict(Counter))
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The evaluation splits the runs measured, seen and unseen (or test) first."""
+        found = {s for p in self.points for s in p.summary}
+        return tuple(sorted(found, key=lambda s: (SPLIT_ORDER + (s,)).index(s)))
+
+    @property
+    def graded(self) -> bool:
+        """Whether some run's environment gives partial credit (then its score is shown)."""
+        return any(env_class(env).graded for env in {p.env for p in self.points})
+
 
 def outcome_kinds(counts: Iterable[Counter[str]]) -> list[str]:
     """The outcomes the environment named, won first and nothing last, the rest in the order
@@ -159,6 +176,7 @@ class _Part(BaseModel):
 class _Run(_Part):
     dir: str
     seed: int
+    env: str = "household"
 
 
 class _Sft(_Part):
@@ -193,7 +211,8 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
     record = RunRecord(dir=recipe.run.dir)
     for folder, method in methods.items():
         if (summary := read_summary(run / folder)) is not None:
-            point = Point(method=method, demos=demos, seed=seed, run=run.name, summary=summary)
+            point = Point(method=method, demos=demos, seed=seed, run=run.name, summary=summary,
+                          env=recipe.run.env)
             if oracle and (run / folder / "eval.jsonl").exists():
                 _add_outcomes(point.outcomes, run / folder / "eval.jsonl")
             record.points.append(point)
@@ -278,13 +297,13 @@ def _add_curve(record: RunRecord, run: Path, method: str, iterations: int) -> No
     stages.append((iterations, run / "eval-final"))
     for i, folder in stages:
         if summary := read_summary(folder):
-            record.curve.append((method, i, {split: summary[split]["all"]["success"]
-                                             for split in SPLITS if split in summary}))
+            record.curve.append((method, i, {split: cells["all"]["success"]
+                                             for split, cells in summary.items()}))
     sft, final = read_summary(run / "eval-sft"), read_summary(run / "eval-final")
     if sft and final:
         record.gains.append((method, {split: final[split]["all"]["success"] -
                                       sft[split]["all"]["success"]
-                                      for split in SPLITS if split in sft and split in final}))
+                                      for split in final if split in sft}))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -305,13 +324,15 @@ def grouped(points: list[Point]) -> dict[tuple[str, int], list[Point]]:
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])))
 
 
-def _values(points: list[Point], split: str, group: str = "all") -> list[float]:
-    return [v for p in points if (v := p.success(split, group)) is not None]
+def _values(points: list[Point], split: str, group: str = "all", score: bool = False
+            ) -> list[float]:
+    return [v for p in points if (v := (p.score if score else p.success)(split, group))
+            is not None]
 
 
-def _pair(point: Point) -> str:
-    """One evaluation's success as "seen / unseen", in %."""
-    rates = [point.success(split) for split in SPLITS]
+def _pair(point: Point, splits: tuple[str, ...]) -> str:
+    """One evaluation's success on each split, as "seen / unseen", in %."""
+    rates = [point.success(split) for split in splits]
     return " / ".join("–" if r is None else f"{100 * r:.1f}" for r in rates)
 
 
@@ -355,7 +376,8 @@ def references(method: str) -> tuple[str, ...]:
     return ("SFT", "SFT (same steps)", "SFT+HSL")
 
 
-def comparisons(groups: dict[tuple[str, int], list[Point]]) -> list[str]:
+def comparisons(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, ...]
+                ) -> list[str]:
     """Table rows: each method's wins against each reference at its budget (and SFT+HSL's
     against SFT on the most demos), per split and both pooled, with Fisher's p (seeds pooled:
     this tests the noise of the success rate, not the spread between seeds). Only the seeds
@@ -373,8 +395,8 @@ def comparisons(groups: dict[tuple[str, int], list[Point]]) -> list[str]:
             if not seeds:
                 continue
             cells = []
-            for splits in [*((s,) for s in SPLITS), SPLITS]:
-                (a, n), (b, k) = wins(mine, splits), wins(theirs, splits)
+            for among in [(s,) for s in splits] + [splits] * (len(splits) > 1):
+                (a, n), (b, k) = wins(mine, among), wins(theirs, among)
                 cells.append(f"{a}/{n} vs {b}/{k}, p = {fisher_exact(a, n, b, k):.2f}"
                              if n and k else "–")
             name = ref if ref_demos == d else f"{ref}, {ref_demos} demos"
@@ -386,28 +408,35 @@ def comparisons(groups: dict[tuple[str, int], list[Point]]) -> list[str]:
 
 def markdown(data: RunData) -> str:
     """The report's tables."""
-    groups = grouped(data.points)
-    lines = ["# Results", "", "Success rate in % (mean ± std over seeds).", "",
+    groups, splits = grouped(data.points), data.splits
+    # (heading, score?) per column: with partial credit (WebShop), the score before success
+    columns = [(f"{s} score", True) for s in splits if data.graded] + \
+        [(s if not data.graded else f"{s} success", False) for s in splits]
+    columns.sort(key=lambda c: splits.index(c[0].split()[0]))
+    lines = ["# Results", "", "Success rate in % (mean ± std over seeds)" + (
+             "; score: 100 x mean reward" if data.graded else "") + ".", "",
              "## Success by method and number of ground-truth demos", "",
-             "| method | demos | seen | unseen |", "|---|---:|---:|---:|"]
-    lines += [f"| {m} | {d} | {_fmt(_values(ps, 'seen'))} | {_fmt(_values(ps, 'unseen'))} |"
-              for (m, d), ps in groups.items()]
+             "| method | demos | " + " | ".join(c for c, _ in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    lines += [f"| {m} | {d} | " + " | ".join(
+        _fmt(_values(ps, c.split()[0], score=score)) for c, score in columns) + " |"
+        for (m, d), ps in groups.items()]
     seeds = sorted({p.seed for p in data.points})
     if len(seeds) > 1:  # the spread behind each ± above, seed by seed
-        lines += ["", "## Success by seed (seen / unseen)", "",
+        lines += ["", f"## Success by seed ({' / '.join(splits)})", "",
                   "| method | demos | " + " | ".join(f"seed {s}" for s in seeds) + " |",
                   "|---|---:|" + "---:|" * len(seeds)]
         for (m, d), ps in groups.items():
             by_seed = {p.seed: p for p in ps}
-            cells = [_pair(by_seed[s]) if s in by_seed else "–" for s in seeds]
+            cells = [_pair(by_seed[s], splits) if s in by_seed else "–" for s in seeds]
             lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     types = sorted({g for p in data.points for s in p.summary.values() for g in s} - {"all"})
     if types:
-        lines += ["", "## Success on unseen by goal type", "",
+        lines += ["", f"## Success on {splits[-1]} by goal type", "",
                   "| method | demos | " + " | ".join(types) + " |",
                   "|---|---:|" + "---:|" * len(types)]
         for (m, d), ps in groups.items():
-            cells = [_fmt(_values(ps, "unseen", t)).split(" (")[0] for t in types]
+            cells = [_fmt(_values(ps, splits[-1], t)).split(" (")[0] for t in types]
             lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     if data.gt_types or data.relabeled_types:
         gt, rl = sum(data.gt_types.values()) or 1, sum(data.relabeled_types.values()) or 1
@@ -417,7 +446,7 @@ def markdown(data: RunData) -> str:
             lines.append(f"| {t} | {100 * data.gt_types[t] / gt:.1f} % | "
                          f"{100 * data.relabeled_types[t] / rl:.1f} % |")
     if data.relabel_counts:
-        lines += ["", "## Relabel accuracy against the oracle", "",
+        lines += ["", "## Relabel accuracy as the environment judges it", "",
                   "| goal type | named | true | precision | recall |", "|---|---:|---:|---:|---:|"]
         for kind, c in sorted(data.relabel_counts.items()):
             r = rates(c)
@@ -425,7 +454,8 @@ def markdown(data: RunData) -> str:
                          f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
     if data.outcomes:
         kinds = outcome_kinds(data.outcomes.values())
-        lines += ["", "## What evaluation episodes achieved (oracle; seen and unseen pooled)", "",
+        lines += ["", "## What evaluation episodes achieved (the environment's account; "
+                  "splits pooled)", "",
                   "Failed episodes that achieved a goal are what HSL relabels: the agent did "
                   "something, not what it was asked.", "",
                   "| method, demos | episodes | " + " | ".join(
@@ -437,17 +467,18 @@ def markdown(data: RunData) -> str:
                                                         for k in kinds) + " |")
     if data.gains:
         lines += ["", "## Change from each run's own SFT, in points (paired)", "",
-                  "| method, demos | seen | unseen |", "|---|---:|---:|"]
+                  "| method, demos | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
         for m, by_split in sorted(data.gains.items(), key=lambda kv: _by_budget(kv[0])):
-            lines.append(f"| {m} | {_fmt(by_split['seen'], sign=True)} | "
-                         f"{_fmt(by_split['unseen'], sign=True)} |")
-    if rows := comparisons(groups):
+            lines.append(f"| {m} | " + " | ".join(_fmt(by_split[s], sign=True) for s in splits)
+                         + " |")
+    if rows := comparisons(groups, splits):
         lines += ["", "## Wins against what each method starts from or is tested against", "",
                   "Episodes won, pooled over the seeds both sides ran (named where one ran "
                   "more), with the two-sided p of Fisher's exact test (the chance of a gap at "
                   "least this unlikely if both won at one rate).", "",
-                  "| method, demos | against | seen | unseen | both splits |",
-                  "|---|---|---:|---:|---:|", *rows]
+                  "| method, demos | against | " + " | ".join(splits) + " |" + (
+                      " all splits |" if len(splits) > 1 else ""),
+                  "|---|---|" + "---:|" * (len(splits) + (len(splits) > 1)), *rows]
     if data.rollouts:
         lines += ["", f"## HSL training rollouts by {ROLLOUT_BLOCK} iterations (runs pooled)", "",
                   "| method, demos | iterations | episodes | won | goals named per episode | "
@@ -460,10 +491,12 @@ def markdown(data: RunData) -> str:
                          f"{100 * c['nothing'] / max(1, c['steps']):.1f} % |")
     if data.curve:
         lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
-                  "| method, demos | iteration | seen | unseen |", "|---|---:|---:|---:|"]
+                  "| method, demos | iteration | " + " | ".join(splits) + " |",
+                  "|---|---:|" + "---:|" * len(splits)]
         for (m, i), by_split in sorted(data.curve.items(),
                                        key=lambda kv: (_by_budget(kv[0][0]), kv[0][1])):
-            lines.append(f"| {m} | {i} | {_fmt(by_split['seen'])} | {_fmt(by_split['unseen'])} |")
+            lines.append(f"| {m} | {i} | " + " | ".join(_fmt(by_split[s]) for s in splits)
+                         + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -482,24 +515,25 @@ def plots(data: RunData, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(out / name)
 
-    groups = grouped(data.points)
+    groups, splits = grouped(data.points), data.splits
     methods = sorted({m for m, _ in groups})
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, split in zip(axes, SPLITS, strict=True):
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), sharey=True,
+                             squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
         for m in methods:
             xs = sorted(d for mm, d in groups if mm == m)
             stats = [mean_std(_values(groups[(m, d)], split) or [0.0]) for d in xs]
             ax.errorbar(xs, [100 * a for a, _ in stats], yerr=[100 * b for _, b in stats],
                         marker="o", capsize=3, label=m)
         ax.set(title=split, xlabel="ground-truth demos", ylabel="success %")
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     save(fig, "success.png")
 
     smallest = min((d for _, d in groups), default=0)
     at_smallest = [(m, ps) for (m, d), ps in groups.items() if d == smallest]
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.4
-    for k, split in enumerate(SPLITS):
+    for k, split in enumerate(splits):
         stats = [mean_std(_values(ps, split) or [0.0]) for _, ps in at_smallest]
         ax.bar([i + k * width for i in range(len(at_smallest))], [100 * a for a, _ in stats],
                width, yerr=[100 * b for _, b in stats], capsize=3, label=split)
@@ -525,11 +559,11 @@ def plots(data: RunData, out: Path) -> list[Path]:
     for k, m in enumerate(methods):
         ps = [p for (mm, _), group in groups.items() if mm == m for p in group]
         right.bar([i + k * step for i in range(len(outcome_types))],
-                  [100 * statistics.fmean(_values(ps, "unseen", t) or [0.0])
+                  [100 * statistics.fmean(_values(ps, splits[-1], t) or [0.0])
                    for t in outcome_types], step, label=m)
     right.set_xticks([i + step * (len(methods) - 1) / 2 for i in range(len(outcome_types))],
                      _short(outcome_types))
-    right.set(title="success on unseen by goal type (all budgets)", ylabel="success %")
+    right.set(title=f"success on {splits[-1]} by goal type (all budgets)", ylabel="success %")
     right.legend(fontsize=7)
     save(fig, "goal_types.png")
 
@@ -540,19 +574,20 @@ def plots(data: RunData, out: Path) -> list[Path]:
                [100 * rates(data.relabel_counts[t])[metric] for t in kinds], width,
                label=metric)
     ax.set_xticks([i + width / 2 for i in range(len(kinds))], _short(kinds))
-    ax.set(title="relabel accuracy against the oracle", ylabel="%", ylim=(0, 105))
+    ax.set(title="relabel accuracy as the environment judges it", ylabel="%", ylim=(0, 105))
     ax.legend()
     save(fig, "relabel_accuracy.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, split in zip(axes, SPLITS, strict=True):
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), sharey=True,
+                             squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
         for m in sorted({m for m, _ in data.curve}):
             its = sorted(i for mm, i in data.curve if mm == m)
             stats = [mean_std(data.curve[(m, i)][split] or [0.0]) for i in its]
             ax.errorbar(its, [100 * a for a, _ in stats], yerr=[100 * b for _, b in stats],
                         marker="o", capsize=3, label=m)
         ax.set(title=split, xlabel="HSL iteration", ylabel="success %")
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     save(fig, "iterations.png")
     return written
 

