@@ -194,9 +194,12 @@ def relabel(
     out: Annotated[Path, typer.Option("--out", "-o", help="Goal records JSONL to write.")],
     relabeler: RelabelerSpec = "rules",
     prompt: PromptName = None,
-    env: Env = "household",
     only_failed_final: Annotated[bool, typer.Option(
         help="RelabelFailure ablation: failed trajectories only, their last goal only.")] = False,
+    grounded: Annotated[bool, typer.Option(
+        help="An LLM relabeler may name only goals the trajectory could have achieved (the "
+             "environment's templates over what the agent held and saw), enforced by the JSON "
+             "schema where the backend takes one (vllm:, openai:).")] = False,
     attempts: Attempts = 2,
     max_new_tokens: ReplyBudget = 1024,
     chunk: Chunk = 256,
@@ -211,7 +214,7 @@ def relabel(
     from hsl_tools.relabel.relabelers import make_relabeler
     from hsl_tools.relabel.stages import relabel as run
 
-    the_relabeler = make_relabeler(relabeler, env, attempts, max_new_tokens)
+    the_relabeler = make_relabeler(relabeler, attempts, max_new_tokens, grounded)
     stats = run(trajectories, out, the_relabeler, prompt, only_failed_final, chunk, fresh)
     _relabel_summary(stats, out, "goals", trajectories)
 
@@ -222,7 +225,6 @@ def mask(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demos JSONL to write.")],
     relabeler: RelabelerSpec = "rules",
     prompt: PromptName = None,
-    env: Env = "household",
     attempts: Attempts = 2,
     max_new_tokens: ReplyBudget = 1024,
     chunk: Chunk = 256,
@@ -236,7 +238,7 @@ def mask(
     from hsl_tools.relabel.relabelers import make_relabeler
     from hsl_tools.relabel.stages import mask as run
 
-    the_relabeler = make_relabeler(relabeler, env, attempts, max_new_tokens)
+    the_relabeler = make_relabeler(relabeler, attempts, max_new_tokens)
     _relabel_summary(run(goals, out, the_relabeler, prompt, chunk, fresh), out, "demos", goals)
 
 

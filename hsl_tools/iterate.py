@@ -315,10 +315,10 @@ def _iteration(recipe: Recipe, env: Environment, run: Path, folder: Path, i: int
             new = load_demos(folder / "agent.jsonl", "self_imitation")
         else:
             relabel(folder / "agent.jsonl", folder / "goals.jsonl",
-                    make_relabeler(h.relabeler, recipe.run.env),
+                    make_relabeler(h.relabeler),
                     only_failed_final=h.data == "relabel_failure")
             mask(folder / "goals.jsonl", folder / "demos.jsonl",
-                 make_relabeler(h.masker, recipe.run.env))
+                 make_relabeler(h.masker))
             new = list(read_records(folder / "demos.jsonl", Demo))
         buffer = push(run / "buffer.jsonl", new, h.capacity)
     config = TrainConfig(objective="hsl" if buffer else "sft", steps=h.steps,

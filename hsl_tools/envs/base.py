@@ -132,6 +132,12 @@ class Environment(Protocol):
         """Why a goal cannot be this trajectory's by its text alone; None when it could be."""
         ...
 
+    @staticmethod
+    def goal_choices(trajectory: Trajectory) -> list[str] | None:
+        """Every goal a trajectory could have achieved, by its text (a grounded relabeler's
+        choices); None where goals are free text."""
+        ...
+
     def goal_sentences(self) -> list[str]:
         """Text of the environment's goal space that a tokenizer built for it should know."""
         ...

@@ -20,17 +20,23 @@ Conversation = list[Message]
 @dataclass(frozen=True)
 class GenerationParams:
     """How to sample. temperature 0 is greedy; `json_schema` asks for structured output
-    where the backend has it (others ignore it: callers validate what comes back)."""
+    where the backend has it (others ignore it: callers validate what comes back): one schema
+    for every conversation, or a list with one per conversation."""
 
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
-    json_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    json_schema: dict[str, Any] | list[dict[str, Any]] | None = field(
+        default=None, hash=False, compare=False)
 
     def but(self, **changes: Any) -> GenerationParams:
         return replace(self, **changes)
+
+    def schema(self, i: int) -> dict[str, Any] | None:
+        """The JSON schema of conversation i, if any."""
+        return self.json_schema[i] if isinstance(self.json_schema, list) else self.json_schema
 
 
 class ChatModel(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from tenacity import (
     RetryError,
@@ -68,13 +69,15 @@ class OpenAIChatModel:
     def generate(self, conversations: list[Conversation], params: GenerationParams,
                  sessions: list[str] | None = None) -> list[str]:
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda c: self._one(c, params), conversations))
+            return list(pool.map(lambda ic: self._one(ic[1], params, params.schema(ic[0])),
+                                 enumerate(conversations)))
 
-    def _one(self, conversation: Conversation, params: GenerationParams) -> str:
+    def _one(self, conversation: Conversation, params: GenerationParams,
+             schema: dict[str, Any] | None) -> str:
         extra = {}
-        if params.json_schema:
+        if schema:
             extra["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": params.json_schema.get("title", "reply"), "schema": params.json_schema}}
+                "name": schema.get("title", "reply"), "schema": schema}}
         retrying = Retrying(stop=stop_after_attempt(self.attempts),
                             wait=wait_exponential(multiplier=self.backoff, max=30),
                             retry=retry_if_exception_type(self._transient))

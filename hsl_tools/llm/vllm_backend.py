@@ -81,13 +81,15 @@ class VLLMChatModel:
         from vllm.lora.request import LoRARequest
         from vllm.sampling_params import StructuredOutputsParams
 
-        structured = (StructuredOutputsParams(json=json.dumps(params.json_schema))
-                      if params.json_schema else None)
+        def structured(i: int) -> StructuredOutputsParams | None:
+            schema = params.schema(i)
+            return StructuredOutputsParams(json=json.dumps(schema)) if schema else None
+
         sampling = [SamplingParams(max_tokens=params.max_new_tokens,
                                    temperature=params.temperature, top_p=params.top_p,
                                    seed=conversation_seed(params.seed, c),
-                                   stop=list(params.stop) or None, structured_outputs=structured)
-                    for c in conversations]
+                                   stop=list(params.stop) or None, structured_outputs=structured(i))
+                    for i, c in enumerate(conversations)]
         lora = LoRARequest("adapter", 1, self.lora) if self.lora else None
         outputs = self.llm.chat(conversations, sampling, use_tqdm=False, lora_request=lora)
         return [strip_at_stop(o.outputs[0].text, params.stop) for o in outputs]

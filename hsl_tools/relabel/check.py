@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hsl_tools.envs.base import Environments, env_class
 from hsl_tools.records import GoalRecord, Trajectory
-from hsl_tools.relabel.relabelers import Relabeler
+from hsl_tools.relabel.relabelers import Goals, Relabeler
 
 
 def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> dict:
@@ -68,12 +68,14 @@ def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> di
 
 
 def check_relabeler(trajectories: list[Trajectory], relabeler: Relabeler) -> dict:
-    """Relabel trajectories in memory and check the goals against the oracle."""
+    """Relabel trajectories in memory and check the goals as the environment judges them (a
+    reply that never read names nothing)."""
     found = relabeler.identify(trajectories, None)
     return check(trajectories, (
         GoalRecord(id=f"{t.id}#{goal}", trajectory_id=t.id, goal=goal, step=step,
                    relabeler=relabeler.spec, trajectory=t)
-        for t, result in zip(trajectories, found, strict=True) for goal, step in result.goals))
+        for t, result in zip(trajectories, found, strict=True) if isinstance(result, Goals)
+        for goal, step in result.goals))
 
 
 def rates(c: dict[str, int]) -> dict[str, float]:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 from tenacity import Retrying, retry_if_result, stop_after_attempt
@@ -48,8 +48,9 @@ class Relevance:
 class Relabeler(Protocol):
     spec: str
 
-    def prompt_id(self, task: str, prompt: str | None) -> str | None:
-        """The exact prompt version used for a task (`family/task@vN`), None without one."""
+    def prompt_id(self, task: str, prompt: str | None, env: str) -> str | None:
+        """The exact prompt version used for a task in an environment (`family/task@vN`),
+        None without one."""
         ...
 
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
@@ -73,7 +74,7 @@ class RuleRelabeler:
 
     spec = "rules"
 
-    def prompt_id(self, task: str, prompt: str | None) -> str | None:
+    def prompt_id(self, task: str, prompt: str | None, env: str) -> str | None:
         return None
 
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
@@ -103,16 +104,20 @@ class GoalReply(BaseModel):
     """What goal inference must return (`goal_reply` bounds each goal's length)."""
 
     reasoning: str = Field("", max_length=400)
-    goals: list[_GoalItem] = Field(default_factory=list, max_length=16)
+    # required: a small model under a schema where `goals` may be left out closes the object
+    # after its reasoning, naming nothing (SmolLM2 on WebShop: 100 of 100 replies)
+    goals: list[_GoalItem] = Field(max_length=16)
 
 
 @cache
-def goal_reply(goal_chars: int) -> type[GoalReply]:
-    """GoalReply with goals at most `goal_chars` long (an environment's longest goal)."""
-    item = create_model("GoalItem", __base__=_GoalItem,
-                        goal=(str, Field(max_length=goal_chars)))
+def goal_reply(goal_chars: int, choices: tuple[str, ...] | None = None) -> type[GoalReply]:
+    """GoalReply with goals at most `goal_chars` long (an environment's longest goal), or,
+    grounded, each one of `choices` (none to choose from: no goal)."""
+    goal: Any = (str, Field(max_length=goal_chars)) if choices is None else \
+        (Literal[choices] if choices else str, ...)
+    item = create_model("GoalItem", __base__=_GoalItem, goal=goal)
     return create_model("GoalReply", __base__=GoalReply,
-                        goals=(list[item], Field(default_factory=list, max_length=16)))
+                        goals=(list[item], Field(max_length=16 if choices != () else 0)))
 
 
 class _Label(BaseModel):
@@ -159,52 +164,58 @@ R = TypeVar("R")
 
 
 class LLMRelabeler:
-    """A chat model with versioned prompts; `attempts` rounds, the later ones sampled warmer."""
+    """A chat model with versioned prompts; `attempts` rounds, the later ones sampled warmer.
+    Each record is asked in its own environment's prompt family, under its own schema."""
 
-    def __init__(self, model: ChatModel, env: str = "household", attempts: int = 2,
-                 max_new_tokens: int = 1024, retry_temperature: float = 0.7) -> None:
-        self.model, self.env, self.spec = model, env_class(env), model.spec
-        self.family = self.env.prompt_family
+    def __init__(self, model: ChatModel, attempts: int = 2, max_new_tokens: int = 1024,
+                 retry_temperature: float = 0.7, grounded: bool = False) -> None:
+        # a grounded relabeler is another relabeler: its records and resumes say so
+        self.model, self.spec, self.grounded = model, model.spec + "+grounded" * grounded, \
+            grounded
         self.attempts, self.retry_temperature = attempts, retry_temperature
         self.params = GenerationParams(max_new_tokens=max_new_tokens)
 
-    def prompt_id(self, task: str, prompt: str | None) -> str | None:
-        return load_prompt(prompt or f"{self.family}/{task}").id
+    def prompt_id(self, task: str, prompt: str | None, env: str) -> str | None:
+        return load_prompt(prompt or f"{env_class(env).prompt_family}/{task}").id
 
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
                  ) -> list[Goals | Failure]:
-        template = load_prompt(prompt or f"{self.family}/goal_inference")
-        schema = goal_reply(self.env.goal_chars)
-
         def ask(t: Trajectory) -> Conversation:
-            return template.render(templates=self.env.goal_forms(), instruction=t.instruction,
-                                   initial_observation=t.initial_observation,
-                                   trajectory=numbered(t.steps, self.env.brief))
+            env = env_class(t.env)
+            return load_prompt(prompt or f"{env.prompt_family}/goal_inference").render(
+                templates=env.goal_forms(), instruction=t.instruction,
+                initial_observation=t.initial_observation,
+                trajectory=numbered(t.steps, env.brief))
 
         def read(t: Trajectory, text: str) -> Goals:
-            reply = parse_reply(text, schema)
+            env = env_class(t.env)
+            reply = parse_reply(text, schema(t))
             first: dict[str, int] = {}
             for item in reply.goals:
                 if not 1 <= item.step <= len(t.steps):
                     raise ValueError(f"goal {item.goal!r}: step {item.step} is outside "
                                      f"1..{len(t.steps)}")
-                goal = self.env.canonical_goal(item.goal)
+                goal = env.canonical_goal(item.goal)
                 if goal is not None:  # a sentence outside the goal space is not a goal
                     first[goal] = min(item.step, first.get(goal, item.step))
             goals = sorted(first.items(), key=lambda gs: (gs[1], gs[0]))
-            return Goals(goals[:self.env.max_goals], text)  # WebShop: one purchase at most
+            return Goals(goals[:env.max_goals], text)  # WebShop: one purchase at most
+
+        def schema(t: Trajectory) -> type[GoalReply]:
+            env = env_class(t.env)
+            choices = env.goal_choices(t) if self.grounded else None
+            return goal_reply(env.goal_chars, None if choices is None else tuple(choices))
 
         return self._rounds(trajectories, ask, read, schema)
 
     def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
                   ) -> list[Relevance | Failure]:
-        template = load_prompt(prompt or f"{self.family}/action_relevance")
-
         def ask(g: GoalRecord) -> Conversation:
-            return template.render(goal=g.goal, initial_observation=g.trajectory
-                                   .initial_observation,
-                                   trajectory=numbered(g.trajectory.steps, self.env.brief),
-                                   n_steps=len(g.trajectory.steps))
+            env = env_class(g.trajectory.env)
+            return load_prompt(prompt or f"{env.prompt_family}/action_relevance").render(
+                goal=g.goal, initial_observation=g.trajectory.initial_observation,
+                trajectory=numbered(g.trajectory.steps, env.brief),
+                n_steps=len(g.trajectory.steps))
 
         def read(g: GoalRecord, text: str) -> Relevance:
             labels = sorted(parse_reply(text, RelevanceReply).labels, key=lambda lb: lb.step)
@@ -213,21 +224,22 @@ class LLMRelabeler:
                 raise ValueError(f"labels for steps {steps}, want one for each of 1..{n}")
             return Relevance([(lb.relevant, lb.reason) for lb in labels], text)
 
-        return self._rounds(goals, ask, read, RelevanceReply)
+        return self._rounds(goals, ask, read, lambda g: RelevanceReply)
 
     def _rounds(self, items: Sequence[T], ask: Callable[[T], Conversation],
-                read: Callable[[T, str], R], schema: type[BaseModel]) -> list[R | Failure]:
+                read: Callable[[T, str], R], schema: Callable[[T], type[BaseModel]]
+                ) -> list[R | Failure]:
         """Ask for every item at once; re-ask, warmer, only those whose reply did not read."""
         results: dict[int, R | Failure] = {}
         pending = list(range(len(items)))
-        json_schema = schema.model_json_schema() if self.model.supports_json_schema else None
-
         rounds = 0
 
         def one_round() -> list[int]:
             nonlocal rounds
             rounds += 1
-            params = self.params.but(json_schema=json_schema, seed=self.params.seed + rounds,
+            schemas = [schema(items[i]).model_json_schema() for i in pending] \
+                if self.model.supports_json_schema else None
+            params = self.params.but(json_schema=schemas, seed=self.params.seed + rounds,
                                      temperature=0.0 if rounds == 1 else self.retry_temperature)
             replies = self.model.generate([ask(items[i]) for i in pending], params)
             still = []
@@ -246,13 +258,13 @@ class LLMRelabeler:
         return [results[i] for i in range(len(items))]
 
 
-def make_relabeler(spec: str, env: str = "household", attempts: int = 2,
-                   max_new_tokens: int = 1024) -> Relabeler:
-    """`rules`, or a chat-model spec (`hf:…`, `vllm:…`, `openai:…`)."""
+def make_relabeler(spec: str, attempts: int = 2, max_new_tokens: int = 1024,
+                   grounded: bool = False) -> Relabeler:
+    """`rules`, or a chat-model spec (`hf:…`, `vllm:…`, `openai:…`); `grounded` holds an LLM
+    to the goals each trajectory could have achieved."""
     if spec == "rules":
-        _rules(env)
         return RuleRelabeler()
     if ":" not in spec:
         raise ValueError(f"unknown relabeler {spec!r} (valid: rules, hf:PATH, vllm:PATH_OR_NAME, "
                          "openai:URL#MODEL)")
-    return LLMRelabeler(make_chat_model(spec), env, attempts, max_new_tokens)
+    return LLMRelabeler(make_chat_model(spec), attempts, max_new_tokens, grounded=grounded)

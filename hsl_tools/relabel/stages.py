@@ -56,6 +56,15 @@ def _replies_path(out: Path) -> Path:
 Emitted = tuple[Record, str, str | None]  # a record, its goal type, why it is refuted (or None)
 
 
+def _one_env(inp: Path, envs: list[str]) -> str:
+    """The one environment of an input's records (one prompt version per output)."""
+    found = sorted(set(envs))
+    if len(found) > 1:
+        raise ValueError(f"{inp}: records of several environments ({', '.join(found)}): "
+                         "relabel each environment's records apart")
+    return found[0] if found else "household"
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -68,7 +77,8 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
     trajectories = read_unique(inp, Trajectory)
     if only_failed_final:
         trajectories = [t for t in trajectories if not t.success]
-    prompt_id = relabeler.prompt_id("goal_inference", prompt)
+    prompt_id = relabeler.prompt_id("goal_inference", prompt,
+                                    _one_env(inp, [t.env for t in trajectories]))
     verifier = Verifier()
 
     def emit(t: Trajectory, result: Goals) -> list[Emitted]:
@@ -88,7 +98,9 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
 def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
          chunk: int = 256, fresh: bool = False) -> StageStats:
     """Label each action of each goal's prefix relevant (z = 1) or not, as a demo."""
-    prompt_id = relabeler.prompt_id("action_relevance", prompt)
+    goals = read_unique(inp, GoalRecord)
+    prompt_id = relabeler.prompt_id("action_relevance", prompt,
+                                    _one_env(inp, [g.trajectory.env for g in goals]))
     verifier = Verifier()
 
     def emit(g: GoalRecord, result: Relevance) -> list[Emitted]:
@@ -108,7 +120,7 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
                       trajectory_id=g.trajectory_id, task_id=g.trajectory.task_id),
                  env.goal_type(g.goal), verdict.reason)]
 
-    return _run("mask", read_unique(inp, GoalRecord), out, Demo, lambda d: d.id,
+    return _run("mask", goals, out, Demo, lambda d: d.id,
                 relabeler, prompt_id, lambda batch: relabeler.relevance(batch, prompt), emit,
                 chunk, fresh, {}, verifier)
 

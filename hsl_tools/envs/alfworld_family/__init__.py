@@ -79,6 +79,11 @@ class AlfworldFamily:
         return f"{goal!r} names what the trajectory never showed: {', '.join(missing)}" \
             if missing else None
 
+    @staticmethod
+    def goal_choices(trajectory: Trajectory) -> list[str]:
+        """Every goal the trajectory could have achieved (a grounded relabeler's choices)."""
+        return [str(g) for g in rules.goal_choices(trajectory.steps)]
+
     # -- the rule relabeler (the paper's procedure over the trajectory's text)
     @staticmethod
     def rule_goals(steps: Sequence[Step]) -> list[tuple[str, int]]:

@@ -62,6 +62,19 @@ def identify_goals(steps: Sequence[Step]) -> dict[Goal, int]:
     return first
 
 
+def goal_choices(steps: Sequence[Step]) -> list[Goal]:
+    """The goals a trajectory could have achieved, from its text: every template over the
+    object types the agent held (each template needs the object in hand) and the receptacle
+    types it saw (any lamp for looking)."""
+    beliefs, _ = track(_pairs(steps))
+    held = sorted({_kind(b.holding) for b in beliefs if b.holding is not None})
+    seen = sorted({_kind(r) for b in beliefs for r in b.contents} |
+                  {_kind(b.location) for b in beliefs if b.location is not None})
+    return [Goal.look(o) for o in held] + [
+        Goal(kind, o, r) for kind in GoalType if kind != GoalType.LOOK_IN_LIGHT
+        for o in held for r in seen if r != o]
+
+
 def _moved(observation: str) -> tuple[str, str] | None:
     m = re.match(r"You move the ([a-z]+ \d+) to the ([a-z]+ \d+)\.", observation)
     return (m[1], m[2]) if m else None

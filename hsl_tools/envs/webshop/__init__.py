@@ -154,6 +154,11 @@ class WebShop:
         return "a shopping instruction: the product, its attributes and options, a price bound"
 
     @staticmethod
+    def goal_choices(trajectory: Trajectory) -> None:
+        """Instructions are free text: a relabeler writes its own (the reward judges it)."""
+        return None
+
+    @staticmethod
     def ungrounded(goal: str, trajectory: Trajectory) -> str | None:
         """Any instruction could describe a purchase: the reward checks it, not the text."""
         return None
