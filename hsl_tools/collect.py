@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hsl_tools.agent import Policy, rollout
 from hsl_tools.envs.base import Environment, check_split
@@ -28,6 +29,13 @@ class CollectStats:
                 f"{self.resumed} resumed, {self.seconds:.1f} s)")
 
 
+def collect_made_by(env: Environment, policy: Policy) -> dict[str, Any]:
+    """What makes a collect's trajectories (its OUT.made-by.json): another policy, setting or
+    episode length makes others."""
+    return {"stage": "collect", "env": env.name, "max_steps": env.max_steps,
+            "policy": policy.name, **policy.settings()}
+
+
 def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], policy: Policy,
             batch_size: int = 16, fresh: bool = False) -> CollectStats:
     """Run `policy` on each (split, task ids) of `work`; tasks already in OUT are skipped."""
@@ -35,10 +43,8 @@ def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], poli
         check_split(env, split)
     stats = CollectStats(total=sum(len(ids) for _, ids in work))
     started = time.perf_counter()
-    made_by = {"stage": "collect", "env": env.name, "max_steps": env.max_steps,
-               "policy": policy.name, **policy.settings()}
     with StageOutput(out, Trajectory, key=lambda t: f"{t.split}/{t.task_id}",
-                     fresh=fresh, made_by=made_by) as output:
+                     fresh=fresh, made_by=collect_made_by(env, policy)) as output:
         stats.resumed = output.resumed
         with progress_bar(f"{policy.name} on {env.name}", total=stats.total) as bar:
             for split, task_ids in work:

@@ -24,11 +24,19 @@ from rich.console import Console
 
 from hsl_tools.agent import make_policy
 from hsl_tools.chat import reply_budget
-from hsl_tools.collect import collect
+from hsl_tools.collect import collect, collect_made_by
 from hsl_tools.envs.base import Environment, make_env
 from hsl_tools.evaluate import evaluate, success_line
 from hsl_tools.llm.base import GenerationParams
-from hsl_tools.records import Demo, Trajectory, first_error, read_records, write_json
+from hsl_tools.records import (
+    Demo,
+    Trajectory,
+    check_made_by,
+    first_error,
+    read_records,
+    write_json,
+    write_records,
+)
 from hsl_tools.relabel.relabelers import make_relabeler
 from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.run_lock import exclusive
@@ -76,6 +84,9 @@ class ModelSection(_Section):
 
 class SFTSection(_Trains):
     demos: int = 200
+    # a file of expert trajectories that runs share (as `hsl collect --policy expert --split
+    # train` writes it): a run plays only the tasks it lacks, then takes its `demos` from it
+    expert: str | None = None
     steps: int | None = None
     epochs: float = 3.0
     lr: float = 2e-5
@@ -213,11 +224,7 @@ def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, 
         console.print(f"[bold]{name}[/]: {success_line(summary)}")
 
     start = _starting_model(recipe, run, console)
-    expert = run / "expert.jsonl"
-    stats = collect(expert, env, [(env.train_split, env.task_ids(env.train_split,
-                                                                  recipe.sft.demos))],
-                    make_policy("expert"), batch_size=256)
-    console.print(f"expert demos: {stats.line(expert)}")
+    expert = _expert_trajectories(recipe, env, run / "expert.jsonl", console)
     ground_truth = load_demos(expert)
     sft_dir = run / "sft"
     if not _done(sft_dir):
@@ -277,6 +284,38 @@ def _dpo(recipe: Recipe, env: Environment, folder: Path, checkpoint: Path, exper
               reference=str(checkpoint), resume=True)
         _mark_done(folder)
     return folder / "ckpt"
+
+
+def _expert_trajectories(recipe: Recipe, env: Environment, out: Path, console: Console) -> Path:
+    """OUT: the expert on the first `sft.demos` train tasks. With `sft.expert`, a file that
+    runs share (collected once: on real ALFWorld a game takes the expert ~3 s), the run plays
+    only the tasks it lacks into it, then takes its records of those tasks in task order."""
+    tasks = env.task_ids(env.train_split, recipe.sft.demos)
+    expert = make_policy("expert")
+    if recipe.sft.expert is None:
+        stats = collect(out, env, [(env.train_split, tasks)], expert, batch_size=256)
+        console.print(f"expert demos: {stats.line(out)}")
+        return out
+    if out.exists():
+        return out
+    source = Path(recipe.sft.expert).expanduser()
+    check_made_by(source, collect_made_by(env, expert))
+
+    def found() -> dict[str, Trajectory]:
+        if not source.exists():
+            return {}
+        return {t.task_id: t for t in read_records(source, Trajectory)
+                if t.env == env.name and t.split == env.train_split}
+
+    have = found()
+    if any(t not in have for t in tasks):
+        with exclusive(source.parent, wait=True):  # two runs sharing it collect it once
+            stats = collect(source, env, [(env.train_split, tasks)], expert, batch_size=256)
+        console.print(f"expert demos: {stats.line(source)}")
+        have = found()
+    write_records(out, (have[t] for t in tasks))
+    console.print(f"expert demos: {len(tasks)} trajectories taken from {source}")
+    return out
 
 
 def _starting_model(recipe: Recipe, run: Path, console: Console) -> str:

@@ -248,6 +248,26 @@ def write_json(path: str | Path, data: Any) -> None:
     _write_atomically(Path(path), [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])
 
 
+def made_by_path(path: Path) -> Path:
+    """Where a stage records what made its output: OUT.made-by.json."""
+    return path.with_name(path.name + ".made-by.json")
+
+
+def check_made_by(path: Path, made_by: dict[str, Any]) -> None:
+    """Raise RecordError if the output at `path` says another maker (other settings) made it."""
+    sidecar = made_by_path(path)
+    if not sidecar.exists():
+        return
+    made_by = json.loads(json.dumps(made_by))  # compared as it reads back
+    before = read_json(sidecar)
+    if before != made_by:
+        changed = sorted(k for k in before.keys() | made_by.keys()
+                         if before.get(k) != made_by.get(k))
+        what = ", ".join(f"{k} {before.get(k)!r} -> {made_by.get(k)!r}" for k in changed)
+        raise RecordError(f"{path}: made by other settings ({what}); resuming would hand back "
+                          "their records as new: use --fresh or another --out")
+
+
 class StageOutput:
     """Append-only, resumable output of one stage.
 
@@ -297,19 +317,10 @@ class StageOutput:
 
     def _claim(self, made_by: dict[str, Any], fresh: bool) -> None:
         """Refuse to resume another maker's output; then record this maker beside OUT."""
-        sidecar = self.path.with_name(self.path.name + ".made-by.json")
-        made_by = json.loads(json.dumps(made_by))  # compared as it reads back
         has_work = self.path.exists() or self.partial.exists() or self.skipped_path.exists()
-        if not fresh and has_work and sidecar.exists():
-            before = read_json(sidecar)
-            if before != made_by:
-                changed = sorted(k for k in before.keys() | made_by.keys()
-                                 if before.get(k) != made_by.get(k))
-                what = ", ".join(f"{k} {before.get(k)!r} -> {made_by.get(k)!r}" for k in changed)
-                raise RecordError(f"{self.path}: made by other settings ({what}); resuming "
-                                  "would hand back their records as new: use --fresh or "
-                                  "another --out")
-        write_json(sidecar, made_by)
+        if not fresh and has_work:
+            check_made_by(self.path, made_by)
+        write_json(made_by_path(self.path), made_by)
 
     def _load(self, path: Path, model: type[Record], tolerate_torn_tail: bool,
               complete: Callable[[str], bool]) -> list[str]:

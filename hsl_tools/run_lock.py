@@ -17,13 +17,13 @@ class FolderInUse(RuntimeError):
 
 
 @contextmanager
-def exclusive(folder: Path) -> Iterator[None]:
+def exclusive(folder: Path, wait: bool = False) -> Iterator[None]:
     """Hold FOLDER/.lock for the block; raise FolderInUse, naming the holder's pid, if it is
-    held."""
+    held (or with `wait`, wait for it: for files that runs share, as a demo cache)."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("a+", encoding="utf-8") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"

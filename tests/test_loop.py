@@ -111,6 +111,49 @@ def test_two_hsl_iterations(tmp_path: Path) -> None:
     assert (run / "metrics.jsonl").read_text() == before
 
 
+def test_runs_take_their_expert_demos_from_a_file_they_share(tmp_path: Path,
+                                                             household: Household) -> None:
+    """sft.expert: a run's ground truth is the shared file's trajectories of the first
+    `sft.demos` train tasks, in task order, as if the expert had played them now; a run that
+    needs more plays only the missing tasks into the file; a file another policy made is
+    refused, not taken as expert demos."""
+    source = tmp_path / "expert-train.jsonl"
+    assert CliRunner().invoke(app, ["collect", "--policy", "expert", "--split", "train", "-n",
+                                    "12", "--out", str(source)]).exit_code == 0
+    # the file's order is not the task order (a batched collect writes as games end)
+    lines = source.read_text().splitlines()[::-1]
+    source.write_text("\n".join(lines) + "\n")
+
+    def run(name: str, demos: int, expert: Path = source) -> Any:
+        return CliRunner().invoke(app, two_iterations(tmp_path / name) + [
+            "--set", f'sft.expert="{expert}"', "--set", f"sft.demos={demos}",
+            "--set", "hsl.iterations=0", "--set", "run.max_steps=40"])  # as the file's
+
+    def taken(name: str) -> list[str]:
+        return [t.to_json() for t in read_records(tmp_path / name / "expert.jsonl", Trajectory)]
+
+    result = run("eight", 8)
+    assert result.exit_code == 0, result.output
+    assert "taken from" in result.output and "new" not in result.output  # nothing played
+    by_task = {json.loads(line)["task_id"]: line for line in lines}
+    assert taken("eight") == [by_task[t] for t in household.task_ids("train", 8)]
+    assert (tmp_path / "eight" / "sft" / "done").exists()
+
+    result = run("twenty", 20)
+    assert result.exit_code == 0, result.output
+    assert "8 new, 12 resumed" in result.output
+    grown = source.read_text().splitlines()
+    assert grown[:12] == lines and len(grown) == 20
+    by_task = {json.loads(line)["task_id"]: line for line in grown}
+    assert taken("twenty") == [by_task[t] for t in household.task_ids("train", 20)]
+
+    other = tmp_path / "random.jsonl"
+    CliRunner().invoke(app, ["collect", "--policy", "random", "-n", "4", "--out", str(other)])
+    result = run("random", 4, other)  # a RecordError: `hsl` prints it as one line
+    assert "made by other settings" in str(result.exception), result.output
+    assert not (tmp_path / "random" / "expert.jsonl").exists()
+
+
 @pytest.mark.slow
 def test_a_run_killed_mid_rollout_ends_as_an_uninterrupted_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
