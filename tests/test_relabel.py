@@ -15,7 +15,7 @@ from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
 from hsl_tools.envs.alfworld_family.rules import identify_goals, relevance
 from hsl_tools.envs.household.catalog import OBJECTS
 from hsl_tools.envs.household.world import World
-from hsl_tools.llm.base import make_chat_model
+from hsl_tools.llm.base import Conversation, make_chat_model
 from hsl_tools.records import (
     Demo,
     FailureRecord,
@@ -229,6 +229,31 @@ def test_llm_retries_run_out_into_failure_records(household: Household, tiny_mod
     assert stats.failures == 3 and len(failures) == 3 and stats.outputs == 0
     assert {f.prompt for f in failures} == {"alfworld/goal_inference@v1"}
     assert all(f.reason and f.stage == "relabel" for f in failures)
+
+
+def test_a_prompt_past_the_models_context_fails_alone(household: Household, tiny_model: Path,
+                                                     tmp_path: Path) -> None:
+    """A trajectory whose prompt does not fit the relabeler's context is a failure record that
+    says so, without asking the model; the others are still asked (an engine given one such
+    prompt fails the whole batch)."""
+    trajectories = expert_trajectories(household, 3)
+    trajectories[1].steps *= 6  # the same actions again: a long prompt
+    write_records(tmp_path / "t.jsonl", trajectories)
+    model = make_chat_model(f"hf:{tiny_model}")
+    asked: list[list[Conversation]] = []
+    generate = model.generate
+    model.generate = lambda conversations, *a, **k: (  # type: ignore[method-assign]
+        asked.append(conversations) or generate(conversations, *a, **k))
+    relabeler = LLMRelabeler(model, attempts=1, max_new_tokens=8)
+    relabeler.identify(trajectories, None)  # to learn the prompts' lengths
+    short, long, other = (model.count_tokens(c) for c in asked.pop())
+    model.context_length = (max(short, other) + long) // 2
+    stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", relabeler)
+    assert [len(c) for c in asked] == [2] and stats.failures == 3  # the tiny model writes no JSON
+    reasons = {f.id: f.reason for f in read_records(tmp_path / "g.failures.jsonl",
+                                                     FailureRecord)}
+    assert reasons[trajectories[1].id] == (f"the prompt is {long} tokens, more than the "
+                                           f"relabeler's context of {model.context_length}")
 
 
 def test_vllm_structured_relabeling_yields_valid_records(

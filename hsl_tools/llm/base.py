@@ -11,7 +11,7 @@ import importlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -49,6 +49,22 @@ class ChatModel(Protocol):
         backend may reuse work from an earlier call on the same one (hf keeps its prompt
         cache; vLLM caches prefixes by itself; others ignore it)."""
         ...
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """A local model that knows its context, so a caller can keep a prompt inside it (hf,
+    vLLM; a server's model does not say)."""
+
+    context_length: int
+
+    def count_tokens(self, conversation: Conversation) -> int: ...
+
+
+def chat_token_ids(tokenizer: Any, conversation: Conversation) -> list[int]:
+    """The tokens a conversation is prompted with, generation prompt included."""
+    return tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
+                                         tokenize=True, return_dict=True)["input_ids"]
 
 
 class ModelError(ValueError):

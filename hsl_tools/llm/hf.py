@@ -29,6 +29,7 @@ from hsl_tools.llm.base import (
     Conversation,
     GenerationParams,
     ModelError,
+    chat_token_ids,
     conversation_seed,
     missing_local_path,
     strip_at_stop,
@@ -87,8 +88,7 @@ class HFChatModel:
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """The tokens a conversation is prompted with, generation prompt included."""
-        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
-                                                  tokenize=True, return_dict=True)["input_ids"]
+        return chat_token_ids(self.tokenizer, conversation)
 
     @torch.inference_mode()
     def generate(self, conversations: list[Conversation], params: GenerationParams,

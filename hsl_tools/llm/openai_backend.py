@@ -55,10 +55,10 @@ class OpenAIChatModel:
         if not sep or not model or not url.startswith(("http://", "https://")):
             raise ModelError(f"bad openai spec {target!r}: want openai:http://HOST:PORT/v1#MODEL")
         self.spec, self.url, self.model = f"openai:{target}", url, model
-        import httpx
-
-        timeout = httpx.Timeout(_seconds("HSL_READ_TIMEOUT", 30.0),
-                                connect=_seconds("HSL_CONNECT_TIMEOUT", 5.0))
+        # the client's own Timeout class: openai 3 moved from httpx to httpx2, whose clients
+        # refuse an httpx.Timeout
+        timeout = openai.Timeout(_seconds("HSL_READ_TIMEOUT", 30.0),
+                                 connect=_seconds("HSL_CONNECT_TIMEOUT", 5.0))
         self.client = openai.OpenAI(base_url=url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
                                     max_retries=0, timeout=timeout)
         self._transient = (openai.APIConnectionError, openai.APITimeoutError,

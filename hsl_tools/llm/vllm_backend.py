@@ -16,6 +16,7 @@ from hsl_tools.llm.base import (
     Conversation,
     GenerationParams,
     ModelError,
+    chat_token_ids,
     conversation_seed,
     missing_local_path,
     strip_at_stop,
@@ -74,6 +75,11 @@ class VLLMChatModel:
             options.update(enable_lora=True, max_lora_rank=64)
         self.llm = engine(target, **options)
         self.lora = lora
+        self.context_length: int = self.llm.llm_engine.model_config.max_model_len
+
+    def count_tokens(self, conversation: Conversation) -> int:
+        """Prompt length of a conversation, generation prompt included."""
+        return len(chat_token_ids(self.llm.get_tokenizer(), conversation))
 
     def generate(self, conversations: list[Conversation], params: GenerationParams,
                  sessions: list[str] | None = None) -> list[str]:

@@ -20,7 +20,13 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from hsl_tools.envs.base import env_class
-from hsl_tools.llm.base import ChatModel, Conversation, GenerationParams, make_chat_model
+from hsl_tools.llm.base import (
+    ChatModel,
+    Conversation,
+    CountsTokens,
+    GenerationParams,
+    make_chat_model,
+)
 from hsl_tools.records import GoalRecord, Trajectory, first_error
 from hsl_tools.relabel.prompts import load_prompt, numbered
 
@@ -231,7 +237,7 @@ class LLMRelabeler:
                 ) -> list[R | Failure]:
         """Ask for every item at once; re-ask, warmer, only those whose reply did not read."""
         results: dict[int, R | Failure] = {}
-        pending = list(range(len(items)))
+        pending = [i for i in range(len(items)) if not self._too_long(ask(items[i]), results, i)]
         rounds = 0
 
         def one_round() -> list[int]:
@@ -256,6 +262,17 @@ class LLMRelabeler:
             Retrying(stop=stop_after_attempt(self.attempts), retry=retry_if_result(bool),
                      retry_error_callback=lambda state: state.outcome.result())(one_round)
         return [results[i] for i in range(len(items))]
+
+    def _too_long(self, conversation: Conversation, results: dict[int, Any], i: int) -> bool:
+        """A prompt past the model's context fails alone (the engine would fail the batch)."""
+        if not isinstance(self.model, CountsTokens):
+            return False
+        n = self.model.count_tokens(conversation)
+        if n < self.model.context_length:
+            return False
+        results[i] = Failure("", f"the prompt is {n} tokens, more than the relabeler's context "
+                                 f"of {self.model.context_length}")
+        return True
 
 
 def make_relabeler(spec: str, attempts: int = 2, max_new_tokens: int = 1024,
