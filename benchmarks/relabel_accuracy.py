@@ -3,7 +3,8 @@ grounded, against the oracle, on random-policy episodes of the household world a
 installed, real ALFWorld. A claim is counted as the relabeler made it (before the stages'
 verifier refutes it).
 
-Run: python benchmarks/relabel_accuracy.py [-n 64]      (ALFWorld rows need $ALFWORLD_DATA)
+Run: python benchmarks/relabel_accuracy.py [-n 64] [--env alfworld]   (ALFWorld rows need
+$ALFWORLD_DATA)
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from hsl_tools.relabel.relabelers import LLMRelabeler, Relabeler, RuleRelabeler
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=64, help="episodes per environment")
+    parser.add_argument("--env", action="append", choices=["household", "alfworld"],
+                        help="only this environment (repeatable; default: both)")
     args = parser.parse_args()
     episodes = {}
     for name, split in (("household", "train"), ("alfworld", "seen")):
+        if args.env and name not in args.env:
+            continue
         if name == "alfworld" and not (importlib.util.find_spec("alfworld")
                                        and os.environ.get("ALFWORLD_DATA")):
             print("(alfworld rows need the alfworld extra and $ALFWORLD_DATA)")

@@ -28,11 +28,13 @@ from hsl_tools.records import (
     GoalRecord,
     RecordError,
     Trajectory,
+    made_by_path,
     read_records,
     write_json,
     write_records,
 )
 from hsl_tools.run_lock import FolderInUse
+from hsl_tools.shards import Shard, mark
 from hsl_tools.show import print_trajectory
 
 if TYPE_CHECKING:
@@ -59,6 +61,9 @@ Temperature = Annotated[float, typer.Option(help="Sampling temperature of a mode
 React = Annotated[bool, typer.Option(help="Model policy writes 'Thought: … Action: …'.")]
 Seed = Annotated[int, typer.Option(help="Seed of sampling and of the random policy.")]
 Fresh = Annotated[bool, typer.Option(help="Ignore what the output already holds; redo all.")]
+ShardSpec = Annotated[str | None, typer.Option(
+    "--shard", help="I/N: only shard I of N of the work (by a hash of each task or record id), "
+                    "for N processes or machines; join their outputs with hsl merge.")]
 
 
 def _policy(spec: str, env: str, temperature: float, react: bool, seed: int) -> Policy:
@@ -110,6 +115,7 @@ def collect(
     react: React = False,
     seed: Seed = 0,
     fresh: Fresh = False,
+    shard: ShardSpec = None,
 ) -> None:
     """Roll a policy out on tasks of a split and write one trajectory per task.
 
@@ -123,7 +129,7 @@ def collect(
     else:
         split = split or environment.train_split
         work = [(split, environment.task_ids(split, n))]
-    stats = run_collect(out, environment, work, actor, batch_size, fresh)
+    stats = run_collect(out, environment, work, actor, batch_size, fresh, Shard.parse(shard))
     console.print(stats.line(out))
 
 
@@ -144,6 +150,7 @@ def evaluate(
     react: React = False,
     seed: Seed = 0,
     fresh: Fresh = False,
+    shard: ShardSpec = None,
 ) -> None:
     """Measure a policy: success per split and goal type, by running it.
 
@@ -154,7 +161,7 @@ def evaluate(
     out = out or Path("runs/eval") / re.sub(r"[^A-Za-z0-9._-]+", "-", policy).strip("-")
     splits = split.split(",") if split else list(environment.eval_splits)
     summary, stats = run_eval(environment, _policy(policy, env, temperature, react, seed),
-                              splits, n, out, batch_size, fresh)
+                              splits, n, out, batch_size, fresh, Shard.parse(shard))
     console.print(summary_table(summary, f"{policy} on {env}", environment.graded))
     console.print(stats.line(out / "eval.jsonl"))
 
@@ -204,6 +211,7 @@ def relabel(
     max_new_tokens: ReplyBudget = 1024,
     chunk: Chunk = 256,
     fresh: Fresh = False,
+    shard: ShardSpec = None,
 ) -> None:
     """Goal identification: every goal each trajectory achieved, and the step S(k) it first held.
 
@@ -215,7 +223,8 @@ def relabel(
     from hsl_tools.relabel.stages import relabel as run
 
     the_relabeler = make_relabeler(relabeler, attempts, max_new_tokens, grounded)
-    stats = run(trajectories, out, the_relabeler, prompt, only_failed_final, chunk, fresh)
+    stats = run(trajectories, out, the_relabeler, prompt, only_failed_final, chunk, fresh,
+                Shard.parse(shard))
     _relabel_summary(stats, out, "goals", trajectories)
 
 
@@ -229,6 +238,7 @@ def mask(
     max_new_tokens: ReplyBudget = 1024,
     chunk: Chunk = 256,
     fresh: Fresh = False,
+    shard: ShardSpec = None,
 ) -> None:
     """Action relevance: label each action of each relabeled prefix as needed (z=1) or not.
 
@@ -239,7 +249,8 @@ def mask(
     from hsl_tools.relabel.stages import mask as run
 
     the_relabeler = make_relabeler(relabeler, attempts, max_new_tokens)
-    _relabel_summary(run(goals, out, the_relabeler, prompt, chunk, fresh), out, "demos", goals)
+    stats = run(goals, out, the_relabeler, prompt, chunk, fresh, Shard.parse(shard))
+    _relabel_summary(stats, out, "demos", goals)
 
 
 @app.command("relabel-check")
@@ -491,6 +502,7 @@ def import_cmd(
     success: Annotated[bool, typer.Option(
         help="Outcome of items with no success/reward field (ETO's SFT files hold "
              "successes).")] = True,
+    shard: ShardSpec = None,
 ) -> None:
     """Read another stack's trajectory dump into our records.
 
@@ -501,11 +513,35 @@ def import_cmd(
     """
     from hsl_tools.formats import import_file
 
-    trajectories = import_file(path, env, split, success)
+    part = Shard.parse(shard)
+    trajectories = [t for t in import_file(path, env, split, success)
+                    if part is None or part.holds(t.id)]
     write_records(out, trajectories)
+    write_json(made_by_path(out), mark({"stage": "import", "source": path.name, "env": env,
+                                        "split": split, "success": success}, part))
     mapped = sum(t.meta["mapped_put"] for t in trajectories)
     console.print(f"wrote {len(trajectories)} trajectories to {out} "
                   f"({mapped} 'put X in/on Y' turns mapped to 'move X to Y')")
+
+
+@app.command()
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="The outputs of one stage run with "
+                                                     "--shard 1/N … N/N, in any order.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write.")],
+) -> None:
+    """Join the parts of a sharded stage into what one process would have written.
+
+    Refused unless the parts were made by the same settings, every shard is there once and no
+    id repeats. Their failures, replies and skipped lists are joined too. For eval parts, join
+    the eval.jsonl files into FOLDER/eval.jsonl, then run the same hsl eval with --out FOLDER:
+    it plays nothing and writes the whole summary.
+    Example: hsl merge runs/p1.jsonl runs/p2.jsonl --out runs/all.jsonl
+    """
+    from hsl_tools.shards import merge as run
+
+    n = run(parts, out)
+    console.print(f"wrote {n} records from {len(parts)} shards to {out}", markup=False)
 
 
 @app.command("export")

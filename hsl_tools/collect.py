@@ -11,6 +11,7 @@ from hsl_tools.agent import Policy, rollout
 from hsl_tools.envs.base import Environment, check_split
 from hsl_tools.progress import progress_bar
 from hsl_tools.records import StageOutput, Trajectory
+from hsl_tools.shards import Shard, mark, shard_work
 
 
 @dataclass
@@ -37,14 +38,17 @@ def collect_made_by(env: Environment, policy: Policy) -> dict[str, Any]:
 
 
 def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], policy: Policy,
-            batch_size: int = 16, fresh: bool = False) -> CollectStats:
-    """Run `policy` on each (split, task ids) of `work`; tasks already in OUT are skipped."""
+            batch_size: int = 16, fresh: bool = False, shard: Shard | None = None
+            ) -> CollectStats:
+    """Run `policy` on each (split, task ids) of `work` (those of `shard` only, if given);
+    tasks already in OUT are skipped."""
     for split, _ in work:
         check_split(env, split)
+    work = shard_work(work, shard)
     stats = CollectStats(total=sum(len(ids) for _, ids in work))
     started = time.perf_counter()
     with StageOutput(out, Trajectory, key=lambda t: f"{t.split}/{t.task_id}",
-                     fresh=fresh, made_by=collect_made_by(env, policy)) as output:
+                     fresh=fresh, made_by=mark(collect_made_by(env, policy), shard)) as output:
         stats.resumed = output.resumed
         with progress_bar(f"{policy.name} on {env.name}", total=stats.total) as bar:
             for split, task_ids in work:

@@ -13,6 +13,7 @@ from hsl_tools.agent import Policy
 from hsl_tools.collect import CollectStats, collect
 from hsl_tools.envs.base import Environment
 from hsl_tools.records import RecordError, Trajectory, read_json, read_records, write_json
+from hsl_tools.shards import Shard, shard_work
 
 
 class Cell(BaseModel):
@@ -92,11 +93,13 @@ def success_line(summary: dict) -> str:
 
 
 def evaluate(env: Environment, policy: Policy, splits: list[str], n: int | None, out: Path,
-             batch_size: int = 16, fresh: bool = False) -> tuple[dict, CollectStats]:
-    """Run the policy on the first `n` tasks of each split; OUT/eval.jsonl holds the episodes
-    (resumable) and OUT/summary.json the summary, which is returned."""
-    work = [(s, env.task_ids(s, n)) for s in splits]
-    stats = collect(out / "eval.jsonl", env, work, policy, batch_size, fresh)
+             batch_size: int = 16, fresh: bool = False, shard: Shard | None = None
+             ) -> tuple[dict, CollectStats]:
+    """Run the policy on the first `n` tasks of each split (of `shard`'s, if given);
+    OUT/eval.jsonl holds the episodes (resumable) and OUT/summary.json the summary, which is
+    returned."""
+    work = shard_work([(s, env.task_ids(s, n)) for s in splits], shard)
+    stats = collect(out / "eval.jsonl", env, work, policy, batch_size, fresh, shard)
     wanted = {(s, t) for s, ids in work for t in ids}
     summary = summarize(t for t in read_records(out / "eval.jsonl", Trajectory)
                         if (t.split, t.task_id) in wanted)
