@@ -11,6 +11,7 @@ DDP/FSDP; bf16 autocast is used where the hardware has it. The checkpoint folder
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -87,11 +88,18 @@ class TrainConfig:
             raise ValueError(f"grad_accum {self.grad_accum!r} is neither auto nor a divisor of "
                              f"the batch size {self.batch_size}")
 
-    def passes(self, device: torch.device) -> int:
-        """Micro-batches per step on `device`."""
+    def passes(self, device: torch.device, processes: int = 1) -> int:
+        """Micro-batches per step on `device`, over all `processes` of a data-parallel run
+        (each takes every processes-th one, so it must divide them)."""
         if self.grad_accum == "auto":
-            return self.batch_size if device.type == "cpu" else 1
-        return int(self.grad_accum)
+            n = self.batch_size if device.type == "cpu" else processes
+        else:
+            n = int(self.grad_accum)
+        if n % processes or self.batch_size % n:
+            raise ValueError(f"batch size {self.batch_size} in {n} micro-batches cannot be "
+                             f"shared by {processes} processes: make grad_accum a multiple of "
+                             "the process count that divides the batch size")
+        return n
 
 
 class EpochOrder:
@@ -149,7 +157,11 @@ def _accelerator(precision: str) -> Accelerator:
     if shared and shared.get("_mixed_precision") != precision and \
             PartialState().num_processes == 1:
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=1)
+    # on a machine with no accelerator, say so: a torchrun-style launch of N processes
+    # (`accelerate launch --multi_gpu --num_processes N`) is then data-parallel over gloo
+    accelerated = torch.cuda.is_available() or torch.backends.mps.is_available()
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=1,
+                       cpu=not accelerated)
 
 
 def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Demo],
@@ -213,12 +225,24 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
         ref_model.to(accelerator.device).eval().requires_grad_(False)
     total = config.steps or math.ceil(config.epochs * len(gt) / config.batch_size)
     done = state.get("step", 0)
-    passes = config.passes(accelerator.device)
+    # a data-parallel run draws the same global batch in every process (one generator, one
+    # seed) and each process trains on its share of the micro-batches
+    world, rank = accelerator.num_processes, accelerator.process_index
+    passes = config.passes(accelerator.device, world)
     micro = config.batch_size // passes
+    mine = range(rank, passes, world)
     metrics: dict[str, float] = {}
     pad = tokenizer.pad_token_id
     if state:  # last, so that nothing set up above draws from the restored generators
         _restore_rng(out, order)
+
+    def checkpoint(step: int) -> None:
+        """Every process hands in its part of the weights (FSDP shards them); one writes."""
+        weights = None if config.lora_r else accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, step, order,
+                 weights)
+
     with progress_bar(f"train {config.objective}", total=total) as bar:
         bar.skip(done)
         for step in range(done + 1, total + 1):
@@ -229,7 +253,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
             parts: dict[str, float] = {"loss": 0.0}
             tokens = 0
             drawn = _draw(config, gen, order, weights, len(pairs))
-            for k in range(passes):
+            for k in mine:
                 picked = {name: ids[k * micro:(k + 1) * micro] for name, ids in drawn.items()}
                 if config.objective == "dpo":
                     chosen, rejected_ = zip(*[pairs[i] for i in picked["pairs"]], strict=True)
@@ -257,28 +281,48 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                         tokens += int(hs_batch["attention_mask"].sum())
                         loss = hsl_loss(sft, hs, config.lam)
                         parts["loss_hsl"] = parts.get("loss_hsl", 0.0) + hs.mean().item() / passes
-                accelerator.backward(loss / passes)
+                # gradients sync once a step; scaled by the process count, which the mean
+                # over processes divides out again: the step's gradient is one process's
+                with _no_sync(accelerator, model, k != mine[-1]):
+                    accelerator.backward(loss * world / passes)
                 parts["loss"] += loss.item() / passes
             optimizer.step()
             optimizer.zero_grad()
+            parts, tokens = _summed(accelerator, parts, tokens)
             seconds = time.perf_counter() - started
             metrics = {"step": step, **parts, "tokens": tokens, "tokens_per_s": tokens / seconds,
-                       "lr": lr, "seconds": seconds}
+                       "lr": lr, "seconds": seconds, "processes": world}
             if accelerator.is_main_process:
                 _log(out, metrics)
             bar.advance()
             if config.save_every and step % config.save_every == 0 and step < total \
-                    and not config.lora_r and accelerator.is_main_process:
+                    and not config.lora_r:
                 # LoRA runs save at the end only: saving merges the adapter into the model
-                save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, step,
-                     order)
+                checkpoint(step)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save(accelerator.unwrap_model(model), tokenizer, optimizer, out, config, total, order)
+    checkpoint(total)
     return metrics
 
 
 RNG_FILE = "rng_state.pt"
+
+
+def _no_sync(accelerator: Accelerator, model: torch.nn.Module, skip: bool
+             ) -> contextlib.AbstractContextManager[None]:
+    """DDP's no_sync for all but a step's last backward pass of this process."""
+    return accelerator.no_sync(model) if skip else contextlib.nullcontext()
+
+
+def _summed(accelerator: Accelerator, parts: dict[str, float], tokens: int
+            ) -> tuple[dict[str, float], int]:
+    """A step's metrics over every process (each holds its micro-batches' share)."""
+    if accelerator.num_processes == 1:
+        return parts, tokens
+    names = sorted(parts)
+    values = torch.tensor([parts[n] for n in names] + [tokens], dtype=torch.float64,
+                          device=accelerator.device)
+    total = accelerator.reduce(values, "sum").tolist()
+    return dict(zip(names, total[:-1], strict=True)), int(total[-1])
 
 
 def _log(out: Path, metrics: dict[str, float]) -> None:
@@ -356,16 +400,17 @@ def _trim_log(log: Path, step: int) -> None:
 
 def save(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
          optimizer: torch.optim.Optimizer, out: Path, config: TrainConfig, step: int,
-         order: EpochOrder) -> None:
+         order: EpochOrder, weights: dict[str, torch.Tensor] | None = None) -> None:
     """Write the checkpoint file by file through renames; trainer_state.json goes last, so a
     folder with it is whole. With the weights and optimizer go the data order and the RNG
-    states, so a resumed run is the same run step for step."""
+    states, so a resumed run is the same run step for step. `weights`: the gathered state
+    dict where the model is sharded (FSDP); None saves the model's own."""
     staging = out / ".saving"
     shutil.rmtree(staging, ignore_errors=True)
     if config.lora_r and config.merge_lora:
         model = model.merge_and_unload()
     try:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, state_dict=weights)
         tokenizer.save_pretrained(staging)
         if not config.lora_r:
             torch.save(optimizer.state_dict(), staging / "optimizer.pt")
