@@ -10,8 +10,9 @@ import json
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
 from conftest import need
+from hsl_tools.agent import ExpertPolicy, rollout
 from hsl_tools.llm.base import (
     ChatModel,
     Conversation,
@@ -29,6 +31,12 @@ from hsl_tools.llm.base import (
 )
 from hsl_tools.llm.hf import HFChatModel
 from hsl_tools.llm.openai_backend import OpenAIChatModel
+from hsl_tools.records import FailureRecord, read_records, write_records
+from hsl_tools.relabel.relabelers import LLMRelabeler
+from hsl_tools.relabel.stages import relabel
+
+if TYPE_CHECKING:
+    from hsl_tools.envs.household import Household
 
 ASK = [[{"role": "user", "content": q}] for q in
        ["Name a fruit.", "What is 2 + 2?", "Write one word about the sea."]]
@@ -172,3 +180,83 @@ def test_missing_model_is_one_clear_error(spec: str) -> None:
     with pytest.raises(ModelError) as e:
         make_chat_model(spec)
     assert "\n" not in str(e.value)
+
+
+class DyingProxy:
+    """A server on loopback that passes requests on to a real one, and dies (drops the
+    connection mid-request, then stops listening) at request `limit` + 1."""
+
+    def __init__(self, target: str, limit: int) -> None:
+        import httpx
+
+        root = target.removesuffix("/v1")
+        proxy = self
+        self.answered, self.limit, self.lock = 0, limit, threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with proxy.lock:
+                    alive = proxy.answered < proxy.limit
+                    proxy.answered += alive
+                if not alive:
+                    threading.Thread(target=proxy.kill, daemon=True).start()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                reply = httpx.post(root + self.path, content=body, timeout=300,
+                                   headers={"Content-Type": "application/json"})
+                self.send_response(reply.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kill(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_a_relabel_stage_over_two_servers_outlives_one_of_them(
+        openai_server: str, household: Household, tmp_path: Path) -> None:
+    """Two servers of one model (the suite's vLLM server, and a proxy to it that dies after two
+    answers: two vLLM servers do not fit beside the rest on 2 cores): the stage spreads its
+    requests over both, moves the dead one's to the live one, and every trajectory gets its
+    answer (a reply or a failure that quotes one); none is lost to the dead server."""
+    trajectories = list(rollout(household, household.task_ids("seen", 8), ExpertPolicy(),
+                                "seen"))
+    write_records(tmp_path / "t.jsonl", trajectories)
+    proxy = DyingProxy(openai_server, limit=2)
+    model = OpenAIChatModel(f"{proxy.url},{openai_server}#smollm2", attempts=2, backoff=0.01)
+    stats = relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl",
+                    LLMRelabeler(model, attempts=1, max_new_tokens=64))
+    assert proxy.answered == 2 and list(model.down) == [0]
+    assert stats.outputs + stats.empty + stats.failures + stats.rejected >= 8
+    answered = {json.loads(x)["id"] for x in
+                (tmp_path / "g.replies.jsonl").read_text().splitlines()}
+    answered |= {f.id.split("#")[0] for f in read_records(tmp_path / "g.failures.jsonl",
+                                                         FailureRecord) if f.raw}
+    assert answered == {t.id for t in trajectories}
+
+
+def test_every_server_down_is_one_line_naming_each(tmp_path: Path) -> None:
+    need("openai")
+    (tmp_path / "servers.txt").write_text("# two dead ports\nhttp://127.0.0.1:9/v1\n"
+                                          "http://127.0.0.1:7/v1\n")
+    model = OpenAIChatModel(f"@{tmp_path / 'servers.txt'}#m", attempts=1, backoff=0.01)
+    with pytest.raises(ModelError, match=r"every server unreachable after 1 tries: "
+                                         r"http://127.0.0.1:9/v1 \(APIConnectionError.*; "
+                                         r"http://127.0.0.1:7/v1 \(APIConnectionError") as e:
+        model.generate(ASK, GenerationParams())
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match="no server URL"):
+        (tmp_path / "empty.txt").write_text("\n")
+        OpenAIChatModel(f"@{tmp_path / 'empty.txt'}#m")
