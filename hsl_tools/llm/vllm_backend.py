@@ -37,7 +37,13 @@ def engine(target: str, **options: Any) -> Any:
                              ) from None
         if not torch.cuda.is_available():  # vLLM's CPU build: no CUDA graphs, a KV budget
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-            options = {"enforce_eager": True, "dtype": "bfloat16", **options}
+            # and no chunked prefill: a seeded sampled request whose prefill is cut in two
+            # kills the CPU engine ("CPU Generator does not use offset", vLLM 0.32), which a
+            # relabeler's warmer retry round of long prompts met after 27 minutes
+            budget = max(options.get("max_model_len") or 0, 8192)
+            options = {"enforce_eager": True, "dtype": "bfloat16",
+                       "enable_chunked_prefill": False, "max_num_batched_tokens": budget,
+                       **options}
         if (missing := missing_local_path(target)) is not None:
             raise ModelError(f"vllm: {missing}")
         local = Path(target).expanduser()
