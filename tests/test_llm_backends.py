@@ -271,3 +271,29 @@ def test_every_server_down_is_one_line_naming_each(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no server URL"):
         (tmp_path / "empty.txt").write_text("\n")
         OpenAIChatModel(f"@{tmp_path / 'empty.txt'}#m")
+
+
+def test_vllm_specs_carry_tensor_and_data_parallel_sizes(monkeypatch: pytest.MonkeyPatch,
+                                                        smollm2: Path) -> None:
+    """`vllm:MODEL?tp=4&dp=2` reaches the engine as tensor_parallel_size=4,
+    data_parallel_size=2. The engine is stood in for: parallel sizes above one need GPUs."""
+    need("vllm")
+    from hsl_tools.llm import vllm_backend
+
+    started: dict = {}
+
+    class Engine:
+        def __init__(self, **options: object) -> None:
+            started.update(options)
+            self.llm_engine = type("E", (), {"model_config": type("C", (), {
+                "max_model_len": options["max_model_len"]})})()
+
+    monkeypatch.setattr(vllm_backend, "engine", lambda target, **options: Engine(**options))
+    model = vllm_backend.VLLMChatModel(f"{smollm2}?tp=4&dp=2&max_model_len=1024")
+    assert (started["tensor_parallel_size"], started["data_parallel_size"],
+            started["max_model_len"]) == (4, 2, 1024)
+    assert model.spec == f"vllm:{smollm2}?tp=4&dp=2&max_model_len=1024"
+    for bad, why in (("tp=two", "not a number"), ("pp=2", "unknown setting 'pp'"),
+                     ("dp=0", "must be positive")):
+        with pytest.raises(ModelError, match=why):
+            vllm_backend.VLLMChatModel(f"{smollm2}?{bad}")

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from hsl_tools.llm.base import (
     Conversation,
@@ -66,17 +67,43 @@ def context_length(target: str, most: int = 8192) -> int:
     return min(most, getattr(config, "max_position_embeddings", None) or 4096)
 
 
+# engine settings a spec may carry after `?` (`vllm:MODEL?tp=8&dp=2`), short names first
+SPEC_OPTIONS = {"tp": "tensor_parallel_size", "dp": "data_parallel_size",
+                "tensor_parallel_size": "tensor_parallel_size",
+                "data_parallel_size": "data_parallel_size", "max_model_len": "max_model_len",
+                "gpu_memory_utilization": "gpu_memory_utilization"}
+
+
+def spec_options(query: str) -> dict[str, int | float]:
+    """Engine settings from a spec's `?key=value&…` part, checked by name and number."""
+    options: dict[str, int | float] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in SPEC_OPTIONS:
+            raise ModelError(f"vllm: unknown setting {key!r} (valid: {', '.join(SPEC_OPTIONS)})")
+        try:
+            number = float(value) if key == "gpu_memory_utilization" else int(value)
+        except ValueError:
+            raise ModelError(f"vllm: {key}={value!r} is not a number") from None
+        if number <= 0:
+            raise ModelError(f"vllm: {key}={value!r} must be positive")
+        options[SPEC_OPTIONS[key]] = number
+    return options
+
+
 class VLLMChatModel:
-    """A model served in-process by vLLM; `lora` names an adapter folder to apply."""
+    """A model served in-process by vLLM; `lora` names an adapter folder to apply. Tensor and
+    data parallel sizes (and max_model_len, gpu_memory_utilization) go to the engine from the
+    spec: `vllm:meta-llama/Llama-3.3-70B-Instruct?tp=8` or `…?tp=4&dp=2`."""
 
     supports_json_schema = True
 
     def __init__(self, target: str, max_model_len: int | None = None, lora: str | None = None,
-                 tensor_parallel_size: int = 1, **engine_options: Any) -> None:
+                 **engine_options: Any) -> None:
         self.spec = f"vllm:{target}" + (f"+lora:{lora}" if lora else "")
-        options = {"max_model_len": max_model_len or context_length(target), **engine_options}
-        if tensor_parallel_size > 1:
-            options["tensor_parallel_size"] = tensor_parallel_size
+        target, _, query = target.partition("?")
+        options = {**spec_options(query), **engine_options}
+        options["max_model_len"] = max_model_len or options.get("max_model_len") or \
+            context_length(target)
         if lora:
             options.update(enable_lora=True, max_lora_rank=64)
         self.llm = engine(target, **options)
