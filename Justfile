@@ -81,3 +81,5 @@ bench:
     python benchmarks/bench_models.py
     python benchmarks/bench_relabel.py
     python benchmarks/bench_train.py
+    python benchmarks/bench_step.py
+    python benchmarks/bench_step.py --relabeler smollm2

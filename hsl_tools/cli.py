@@ -75,7 +75,9 @@ def _policy(spec: str, env: str, temperature: float, react: bool, seed: int) -> 
 @app.command("init-model")
 def init_model(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the model in.")],
-    preset: Annotated[str, typer.Option(help="Size: tiny (~3.6 M) or small (~27 M).")] = "tiny",
+    preset: Annotated[str, typer.Option(
+        help="Size: tiny (~3.6 M), small (~27 M) or llama-1b (Llama-3.2-1B's shape, 1.2 B: "
+             "for benchmarks on a GPU).")] = "tiny",
     tokenizer: Annotated[str, typer.Option(
         help="env: byte-level BPE trained on the environment's text; smollm2: its 49k one.")
     ] = "env",

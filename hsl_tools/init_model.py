@@ -47,6 +47,10 @@ PRESETS: dict[str, dict[str, int]] = {
     # about 27 M parameters
     "small": {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 8,
               "num_attention_heads": 8, "num_key_value_heads": 8},
+    # shaped as Llama-3.2-1B (1.24 B with its 128k vocabulary, tied), random weights: what the
+    # paper's agent costs to run and train, without a download (benchmarks/bench_step.py)
+    "llama-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+                 "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256},
 }
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -99,10 +103,11 @@ def build_scratch(out: Path, preset: str = "tiny", tokenizer: str = "env",
         tok = smollm2_tokenizer()
     else:
         raise ModelError(f"unknown tokenizer {tokenizer!r} (valid: env, smollm2)")
-    config = LlamaConfig(vocab_size=len(tok), max_position_embeddings=4096,
-                         tie_word_embeddings=True, bos_token_id=None,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         **PRESETS[preset])
+    shape = dict(PRESETS[preset])
+    config = LlamaConfig(vocab_size=max(len(tok), shape.pop("vocab_size", 0)),
+                         max_position_embeddings=4096, tie_word_embeddings=True,
+                         bos_token_id=None, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, **shape)
     torch.manual_seed(seed)
     random.seed(seed)
     return _save(LlamaForCausalLM(config), tok, out)
