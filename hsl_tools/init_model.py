@@ -103,14 +103,20 @@ def build_scratch(out: Path, preset: str = "tiny", tokenizer: str = "env",
         tok = smollm2_tokenizer()
     else:
         raise ModelError(f"unknown tokenizer {tokenizer!r} (valid: env, smollm2)")
-    shape = dict(PRESETS[preset])
-    config = LlamaConfig(vocab_size=max(len(tok), shape.pop("vocab_size", 0)),
-                         max_position_embeddings=4096, tie_word_embeddings=True,
-                         bos_token_id=None, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, **shape)
+    config = scratch_config(preset, len(tok), eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
     random.seed(seed)
     return _save(LlamaForCausalLM(config), tok, out)
+
+
+def scratch_config(preset: str, vocab_size: int, **tokens: int | None) -> LlamaConfig:
+    """A preset's Llama config for a tokenizer of `vocab_size` (a preset may ask for more rows:
+    llama-1b keeps Llama-3.2-1B's 128k)."""
+    shape = dict(PRESETS[preset])
+    return LlamaConfig(vocab_size=max(vocab_size, shape.pop("vocab_size", 0)),
+                       max_position_embeddings=4096, tie_word_embeddings=True,
+                       bos_token_id=None, **tokens, **shape)
 
 
 def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, out: Path) -> int:

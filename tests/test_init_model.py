@@ -100,3 +100,16 @@ def test_vllm_applies_a_lora_adapter(tiny_model: Path, tmp_path: Path) -> None:
     assert model.spec.endswith(f"+lora:{adapter}")
     replies = model.generate([CHAT[:2]], GenerationParams(max_new_tokens=4))
     assert len(replies) == 1 and isinstance(replies[0], str)
+
+
+def test_the_llama_1b_preset_is_shaped_as_llama_3_2_1b() -> None:
+    """Built on the meta device (no memory): Llama-3.2-1B's 1,235,814,400 parameters, so
+    benchmarks/bench_step.py measures the paper's agent's cost without a download."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from hsl_tools.init_model import scratch_config
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(scratch_config("llama-1b", 2048))
+    assert model.num_parameters() == 1_235_814_400
