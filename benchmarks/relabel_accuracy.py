@@ -19,7 +19,7 @@ from hsl_tools.agent import RandomPolicy, rollout
 from hsl_tools.envs.base import make_env
 from hsl_tools.init_model import convert_smollm2
 from hsl_tools.llm.base import make_chat_model
-from hsl_tools.relabel.check import check_relabeler
+from hsl_tools.relabel.check import check_relabeler, percent
 from hsl_tools.relabel.relabelers import LLMRelabeler, Relabeler, RuleRelabeler
 
 
@@ -54,8 +54,8 @@ def main() -> None:
                 r = check_relabeler(trajectories, relabeler)["overall"]
                 spec = relabeler.spec.replace(tmp, "smollm2")
                 print(f"| {name} ({len(trajectories)} random episodes) | {spec} | "
-                      f"{r['tp'] + r['fp']} | {r['tp'] + r['fn']} | {r['precision']:.1%} | "
-                      f"{r['recall']:.1%} |", flush=True)
+                      f"{r['tp'] + r['fp']} | {r['tp'] + r['fn']} | {percent(r['precision'])} | "
+                      f"{percent(r['recall'])} |", flush=True)
 
 
 if __name__ == "__main__":  # vLLM spawns workers: the guard keeps them from re-running this

@@ -42,7 +42,7 @@ from hsl_tools.records import (
     read_records,
     write_json,
 )
-from hsl_tools.relabel.check import check, rates
+from hsl_tools.relabel.check import check, percent, rates
 
 SPLIT_ORDER = ("seen", "unseen", "test", "dev")  # splits found are shown in this order
 SHORT = {"pick_and_place": "place", "look_at_obj_in_light": "look", "pick_clean_then_place":
@@ -451,7 +451,7 @@ def markdown(data: RunData) -> str:
         for kind, c in sorted(data.relabel_counts.items()):
             r = rates(c)
             lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
-                         f"{100 * r['precision']:.1f} % | {100 * r['recall']:.1f} % |")
+                         f"{percent(r['precision'])} | {percent(r['recall'])} |")
     if data.outcomes:
         kinds = outcome_kinds(data.outcomes.values())
         lines += ["", "## What evaluation episodes achieved (the environment's account; "
@@ -571,7 +571,7 @@ def plots(data: RunData, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 4))
     for k, metric in enumerate(("precision", "recall")):
         ax.bar([i + k * width for i in range(len(kinds))],
-               [100 * rates(data.relabel_counts[t])[metric] for t in kinds], width,
+               [100 * (rates(data.relabel_counts[t])[metric] or 0.0) for t in kinds], width,
                label=metric)
     ax.set_xticks([i + width / 2 for i in range(len(kinds))], _short(kinds))
     ax.set(title="relabel accuracy as the environment judges it", ylabel="%", ylim=(0, 105))

@@ -141,6 +141,22 @@ def test_rule_relabeler_matches_the_oracle_on_a_weak_policy(household: Household
     assert report["step_exact"] >= 0.99
 
 
+def test_a_relabeler_that_names_nothing_is_not_called_precise(household: Household) -> None:
+    """No goal named: precision is undefined (a dash), not 100 %; recall is 0 of what was
+    achieved."""
+    from rich.console import Console
+
+    from hsl_tools.relabel.check import check, check_table
+
+    trajectories = expert_trajectories(household, 3)
+    report = check(trajectories, [])
+    assert report["overall"]["precision"] is None and report["overall"]["recall"] == 0.0
+    console = Console(record=True, width=120)
+    console.print(check_table(report, "none named"))
+    last = [line for line in console.export_text().splitlines() if line.startswith("│ all")][0]
+    assert [cell.strip() for cell in last.split("│")[2:7]] == ["0", "6", "—", "0.0%", "—"]
+
+
 def test_grounded_choices_hold_every_goal_the_oracle_saw_achieved(household: Household) -> None:
     """Grounding is sound: no goal a trajectory achieved is outside its choices, and they are
     far fewer than the goal space (what a grounded schema lets a model name)."""

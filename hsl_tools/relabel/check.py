@@ -78,11 +78,18 @@ def check_relabeler(trajectories: list[Trajectory], relabeler: Relabeler) -> dic
         for goal, step in result.goals))
 
 
-def rates(c: dict[str, int]) -> dict[str, float]:
+def rates(c: dict[str, int]) -> dict[str, float | None]:
+    """Precision, recall and exact-S(k) rate; None where nothing was there to count (no goal
+    named, none achieved): a relabeler that names nothing is not 100 % precise."""
     named, true = c["tp"] + c["fp"], c["tp"] + c["fn"]
-    return {**c, "precision": c["tp"] / named if named else 1.0,
-            "recall": c["tp"] / true if true else 1.0,
-            "step_exact": c["exact"] / c["tp"] if c["tp"] else 1.0}
+    return {**c, "precision": c["tp"] / named if named else None,
+            "recall": c["tp"] / true if true else None,
+            "step_exact": c["exact"] / c["tp"] if c["tp"] else None}
+
+
+def percent(rate: float | None) -> str:
+    """A rate as a percentage, or a dash where it is undefined."""
+    return "—" if rate is None else f"{rate:.1%}"
 
 
 def check_table(report: dict, title: str) -> Table:
@@ -92,7 +99,7 @@ def check_table(report: dict, title: str) -> Table:
     rows = list(report["per_type"].items()) + [("all", report["overall"])]
     for kind, r in rows:
         table.add_row(kind, str(r["tp"] + r["fp"]), str(r["tp"] + r["fn"]),
-                      f"{r['precision']:.1%}", f"{r['recall']:.1%}", f"{r['step_exact']:.1%}",
+                      percent(r["precision"]), percent(r["recall"]), percent(r["step_exact"]),
                       style="bold" if kind == "all" else None)
     if report.get("measures"):
         table.caption = "mean over the goals named: " + ", ".join(
