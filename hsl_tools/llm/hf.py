@@ -72,6 +72,9 @@ class HFChatModel:
         self.batch_size = batch_size
         config = self.model.config
         self.context_length = getattr(config, "max_position_embeddings", 2048)
+        # the agent counts a long history's tokens to cut it to the context: the tokenizer's
+        # "longer than the maximum" warning on that count is noise in every long rollout's log
+        self.tokenizer.model_max_length = 1 << 62
         window = getattr(config, "sliding_window", None)
         if window and window < self.context_length:  # our masks are full causal ones
             raise ModelError(f"{target}: sliding-window attention ({window} of "
