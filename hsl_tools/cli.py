@@ -34,7 +34,7 @@ from hsl_tools.records import (
     write_records,
 )
 from hsl_tools.run_lock import FolderInUse
-from hsl_tools.shards import Shard, mark
+from hsl_tools.shards import Shard, mark, of_shard
 from hsl_tools.show import print_trajectory
 
 if TYPE_CHECKING:
@@ -516,8 +516,7 @@ def import_cmd(
     from hsl_tools.formats import import_file
 
     part = Shard.parse(shard)
-    trajectories = [t for t in import_file(path, env, split, success)
-                    if part is None or part.holds(t.id)]
+    trajectories = of_shard(import_file(path, env, split, success), part)
     write_records(out, trajectories)
     write_json(made_by_path(out), mark({"stage": "import", "source": path.name, "env": env,
                                         "split": split, "success": success}, part))

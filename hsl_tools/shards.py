@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hsl_tools.records import (
     Demo,
@@ -29,6 +29,7 @@ from hsl_tools.records import (
 # beside a stage's OUT, what its parts' files join into too
 SIDE_FILES = (".failures.jsonl", ".replies.jsonl")
 MODELS = {m.SCHEMA: m for m in (Trajectory, GoalRecord, Demo)}
+R = TypeVar("R", Trajectory, GoalRecord)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ def shard_work(work: list[tuple[str, list[str]]], shard: Shard | None
     if shard is None:
         return work
     return [(split, [t for t in ids if shard.holds(f"{split}/{t}")]) for split, ids in work]
+
+
+def of_shard(records: list[R], shard: Shard | None) -> list[R]:
+    """The records (keyed by id) that are this shard's; all of them without a shard."""
+    return records if shard is None else [r for r in records if shard.holds(r.id)]
 
 
 def mark(made_by: dict[str, Any], shard: Shard | None) -> dict[str, Any]:

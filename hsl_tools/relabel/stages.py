@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from hsl_tools.envs.base import env_class
 from hsl_tools.progress import progress_bar
@@ -30,9 +30,7 @@ from hsl_tools.records import (
 )
 from hsl_tools.relabel.relabelers import Failure, Goals, Relabeler, Relevance
 from hsl_tools.relabel.verify import Verifier
-from hsl_tools.shards import Shard, mark
-
-R = TypeVar("R", Trajectory, GoalRecord)
+from hsl_tools.shards import Shard, mark, of_shard
 
 
 @dataclass
@@ -68,10 +66,6 @@ def _one_env(inp: Path, envs: list[str]) -> str:
     return found[0] if found else "household"
 
 
-def _of_shard(records: list[R], shard: Shard | None) -> list[R]:
-    return records if shard is None else [r for r in records if shard.holds(r.id)]
-
-
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -82,7 +76,7 @@ def relabel(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = Non
     """Name every goal each trajectory achieved (of `shard`'s trajectories, if given).
     `only_failed_final` keeps, of failed trajectories only, the goal achieved last (the
     RelabelFailure ablation)."""
-    trajectories = _of_shard(read_unique(inp, Trajectory), shard)
+    trajectories = of_shard(read_unique(inp, Trajectory), shard)
     if only_failed_final:
         trajectories = [t for t in trajectories if not t.success]
     prompt_id = relabeler.prompt_id("goal_inference", prompt,
@@ -107,7 +101,7 @@ def mask(inp: Path, out: Path, relabeler: Relabeler, prompt: str | None = None,
          chunk: int = 256, fresh: bool = False, shard: Shard | None = None) -> StageStats:
     """Label each action of each goal's prefix relevant (z = 1) or not, as a demo (of
     `shard`'s goal records, if given)."""
-    goals = _of_shard(read_unique(inp, GoalRecord), shard)
+    goals = of_shard(read_unique(inp, GoalRecord), shard)
     prompt_id = relabeler.prompt_id("action_relevance", prompt,
                                     _one_env(inp, [g.trajectory.env for g in goals]))
     verifier = Verifier()
