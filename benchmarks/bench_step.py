@@ -25,11 +25,9 @@ from pathlib import Path
 import torch
 
 from hsl_tools.agent import ExpertPolicy, RandomPolicy, make_policy, rollout
-from hsl_tools.chat import reply_budget
 from hsl_tools.collect import collect
 from hsl_tools.envs.household import Household
 from hsl_tools.init_model import build_scratch, convert_smollm2
-from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import Demo, read_records, write_records
 from hsl_tools.relabel.relabelers import RuleRelabeler, make_relabeler
 from hsl_tools.relabel.stages import mask, relabel
@@ -85,8 +83,7 @@ def main() -> None:
         mask(folder / "pool-goals.jsonl", folder / "pool-demos.jsonl", RuleRelabeler())
         buffer = list(read_records(folder / "pool-demos.jsonl", Demo))[-100:]
 
-        policy = make_policy(f"hf:{folder / 'agent'}", params=GenerationParams(
-            max_new_tokens=reply_budget("household"), temperature=0.7, seed=1))
+        policy = make_policy(f"hf:{folder / 'agent'}", "household", temperature=0.7, seed=1)
         tasks = env.task_ids("train", 1000)[-args.b:]
         with timed("rollout", seconds):
             collect(folder / "agent.jsonl", env, [("train", tasks)], policy, batch_size=args.b)

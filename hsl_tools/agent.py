@@ -91,8 +91,8 @@ class LLMPolicy:
                 "generation": None if self.params is None else asdict(self.params)}
 
     def generation(self, env: Environment) -> GenerationParams:
-        """The policy's settings, with the environment's reply budget unless given."""
-        return self.params or GenerationParams(max_new_tokens=reply_budget(env.name, self.react))
+        """The policy's settings: as given, else greedy with the environment's reply budget."""
+        return self.params or generation_params(env.name, self.react)
 
     def prompt(self, env: Environment, episode: Episode, history: list[Step]) -> Conversation:
         """The chat for the next action, dropping the oldest steps if it would not fit."""
@@ -152,9 +152,18 @@ POLICIES = ("expert", "expert:VARIANT", "random", "replay:DUMP", "hf:PATH",
             "vllm:PATH_OR_NAME", "openai:URL#MODEL")
 
 
-def make_policy(spec: str, seed: int = 0, params: GenerationParams | None = None,
+def generation_params(env: str, react: bool = False, temperature: float = 0.0, seed: int = 0
+                      ) -> GenerationParams:
+    """How a model policy decodes in `env`: the one place that decides it, so `hsl eval`, a
+    recipe's evaluations and its rollouts decode a checkpoint alike."""
+    return GenerationParams(max_new_tokens=reply_budget(env, react), temperature=temperature,
+                            seed=seed)
+
+
+def make_policy(spec: str, env: str = "household", temperature: float = 0.0, seed: int = 0,
                 react: bool = False) -> Policy:
-    """A policy from its spec; unknown specs fail with the list of valid ones."""
+    """A policy from its spec (a model decodes as `generation_params` says); unknown specs
+    fail with the list of valid ones."""
     if spec == "expert" or spec.startswith("expert:"):
         return ExpertPolicy(spec.partition(":")[2] or None)
     if spec == "random":
@@ -162,7 +171,8 @@ def make_policy(spec: str, seed: int = 0, params: GenerationParams | None = None
     if spec.startswith("replay:"):
         return ReplayPolicy(Path(spec.partition(":")[2]))
     if ":" in spec:
-        return LLMPolicy(make_chat_model(spec), params, react)
+        return LLMPolicy(make_chat_model(spec), generation_params(env, react, temperature, seed),
+                         react)
     raise ValueError(f"unknown policy {spec!r} (valid: {', '.join(POLICIES)})")
 
 

@@ -15,14 +15,12 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from hsl_tools.agent import Policy, ReplayPolicy, make_policy
-from hsl_tools.chat import reply_budget
+from hsl_tools.agent import ReplayPolicy, make_policy
 from hsl_tools.collect import collect as run_collect
 from hsl_tools.envs.base import EnvError, Environments, make_env
 from hsl_tools.errors import one_line
 from hsl_tools.evaluate import evaluate as run_eval
 from hsl_tools.evaluate import summary_table
-from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import (
     Demo,
     GoalRecord,
@@ -64,12 +62,6 @@ Fresh = Annotated[bool, typer.Option(help="Ignore what the output already holds;
 ShardSpec = Annotated[str | None, typer.Option(
     "--shard", help="I/N: only shard I of N of the work (by a hash of each task or record id), "
                     "for N processes or machines; join their outputs with hsl merge.")]
-
-
-def _policy(spec: str, env: str, temperature: float, react: bool, seed: int) -> Policy:
-    params = GenerationParams(max_new_tokens=reply_budget(env, react), temperature=temperature,
-                              seed=seed)
-    return make_policy(spec, seed=seed, params=params, react=react)
 
 
 @app.command("init-model")
@@ -125,7 +117,7 @@ def collect(
     Example: hsl collect --env household --split train --policy expert -n 200 --out demos.jsonl
     """
     environment = make_env(env, max_steps=max_steps)
-    actor = _policy(policy, env, temperature, react, seed)
+    actor = make_policy(policy, env, temperature, seed, react)
     if isinstance(actor, ReplayPolicy) and split is None:  # the dump's own tasks
         work = [(s, ids[:n]) for s, ids in actor.work.items()]
     else:
@@ -162,7 +154,7 @@ def evaluate(
     environment = make_env(env, max_steps=max_steps)
     out = out or Path("runs/eval") / re.sub(r"[^A-Za-z0-9._-]+", "-", policy).strip("-")
     splits = split.split(",") if split else list(environment.eval_splits)
-    summary, stats = run_eval(environment, _policy(policy, env, temperature, react, seed),
+    summary, stats = run_eval(environment, make_policy(policy, env, temperature, seed, react),
                               splits, n, out, batch_size, fresh, Shard.parse(shard))
     console.print(summary_table(summary, f"{policy} on {env}", environment.graded))
     console.print(stats.line(out / "eval.jsonl"))

@@ -23,11 +23,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from rich.console import Console
 
 from hsl_tools.agent import make_policy
-from hsl_tools.chat import reply_budget
 from hsl_tools.collect import collect, collect_made_by
 from hsl_tools.envs.base import Environment, make_env
 from hsl_tools.evaluate import evaluate, success_line
-from hsl_tools.llm.base import GenerationParams
 from hsl_tools.records import (
     Demo,
     Trajectory,
@@ -216,8 +214,7 @@ def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, 
 
     def evaluate_at(name: str, checkpoint: Path) -> None:
         folder = run / name
-        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
-            max_new_tokens=reply_budget(env.name)))
+        policy = make_policy(f"hf:{checkpoint}", env.name)
         summary, _ = evaluate(env, policy, recipe.eval.splits or list(env.eval_splits),
                               recipe.eval.tasks(), folder, recipe.eval.batch_size)
         evals[name] = summary
@@ -272,9 +269,7 @@ def _dpo(recipe: Recipe, env: Environment, folder: Path, checkpoint: Path, exper
         tasks = sorted({t.task_id for t in read_records(expert, Trajectory)})
         if d.tasks is not None and d.tasks < len(tasks):
             tasks = sorted(random.Random(f"{recipe.run.seed}/dpo").sample(tasks, d.tasks))
-        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
-            max_new_tokens=reply_budget(env.name), temperature=d.temperature,
-            seed=recipe.run.seed))
+        policy = make_policy(f"hf:{checkpoint}", env.name, d.temperature, recipe.run.seed)
         collect(folder / "agent.jsonl", env, [(env.train_split, tasks)], policy,
                 recipe.model.batch_size)
         config = TrainConfig(objective="dpo", steps=d.steps, batch_size=d.batch_size,
@@ -343,9 +338,7 @@ def _iteration(recipe: Recipe, env: Environment, run: Path, folder: Path, i: int
     else:
         tasks = random.Random(f"{recipe.run.seed}/{i}").sample(env.task_ids(env.train_split),
                                                                h.collect)
-        policy = make_policy(f"hf:{checkpoint}", params=GenerationParams(
-            max_new_tokens=reply_budget(env.name), temperature=h.temperature,
-            seed=recipe.run.seed + i))
+        policy = make_policy(f"hf:{checkpoint}", env.name, h.temperature, recipe.run.seed + i)
         collect(folder / "agent.jsonl", env, [(env.train_split, tasks)], policy,
                 recipe.model.batch_size)
         # all of them, not just this call's: a killed iteration resumes with some played

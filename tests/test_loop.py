@@ -109,6 +109,19 @@ def test_two_hsl_iterations(tmp_path: Path) -> None:
     before = (run / "metrics.jsonl").read_text()
     assert CliRunner().invoke(app, args).exit_code == 0
     assert (run / "metrics.jsonl").read_text() == before
+    # `hsl eval` of the final checkpoint plays the recipe's final evaluation again, step for
+    # step: both decode as one function says
+    again = tmp_path / "again"
+    result = CliRunner().invoke(app, ["eval", "--policy", f"hf:{run / 'iter-002' / 'ckpt'}",
+                                      "-n", "2", "--max-steps", "8", "--batch-size", "4",
+                                      "--out", str(again)])
+    assert result.exit_code == 0, result.output
+
+    def episodes(folder: Path) -> dict[tuple[str, str], list[str]]:
+        return {(t.split, t.task_id): [s.action for s in t.steps]
+                for t in read_records(folder / "eval.jsonl", Trajectory)}
+
+    assert episodes(again) == episodes(run / "eval-final") and len(episodes(again)) == 4
 
 
 def test_runs_take_their_expert_demos_from_a_file_they_share(tmp_path: Path,
@@ -287,12 +300,12 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
     attempt = (household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
                load_demos(tmp_path / "expert.jsonl"))
     killed_after_two_episodes(monkeypatch)
-    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: StandIn("random"))
+    monkeypatch.setattr(iterate, "make_policy", lambda spec, *a, **kw: StandIn("random"))
     with pytest.raises(KeyboardInterrupt):
         iterate._iteration(recipe, *attempt)
     lost = list(read_records(tmp_path / "iter-001" / "agent.jsonl", Trajectory))
     assert len(lost) == 2 and not any(t.success for t in lost)
-    monkeypatch.setattr(iterate, "make_policy", lambda spec, **kw: StandIn("expert"))
+    monkeypatch.setattr(iterate, "make_policy", lambda spec, *a, **kw: StandIn("expert"))
     line = iterate._iteration(recipe, *attempt)
     assert line["trajectories"] == 6 and line["success"] == pytest.approx(4 / 6)
 
