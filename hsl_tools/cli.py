@@ -328,15 +328,15 @@ def train_cmd(
     HSL step: hsl train -m runs/sft -o runs/hsl -d runs/expert.jsonl --objective hsl
               --buffer runs/buffer.jsonl --add runs/iter-1/demos.jsonl --steps 4
     """
+    from hsl_tools.train.config import train_config
     from hsl_tools.train.data import failed_trajectories, load_demos, push
-    from hsl_tools.train.loop import TrainConfig, train
+    from hsl_tools.train.loop import train
 
-    config = TrainConfig(objective=objective, steps=steps, epochs=epochs, batch_size=batch_size,
+    config = train_config(objective=objective, steps=steps, epochs=epochs, batch_size=batch_size,
                          grad_accum=grad_accum, lr=lr, schedule=schedule, warmup=warmup,
                          lam=lam, alpha=alpha, mask=not no_mask, uniform=uniform, beta=beta,
                          max_len=max_len, seed=seed, lora_r=lora_r, merge_lora=merge,
                          save_every=save_every)
-    config.check()
     hindsight = None
     if buffer is not None:
         for path in add or []:
@@ -363,22 +363,12 @@ def iterate(
     Each stage's output lives in the run folder; re-running continues a killed run.
     Example: hsl iterate recipes/household-tiny.toml --set hsl.mask=false --set run.dir=runs/nm
     """
-    import tomllib
-
     from rich.table import Table
 
-    from hsl_tools.iterate import load_recipe, run_recipe
+    from hsl_tools.iterate import run_recipe
+    from hsl_tools.recipe import load_recipe
 
-    overrides = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"--set {item!r}: want section.key=value")
-        try:
-            overrides[key] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[key] = value  # a bare word is a string
-    evals = run_recipe(load_recipe(recipe, overrides), console)
+    evals = run_recipe(load_recipe(recipe, set_), console)
     table = Table(title=f"success rate: {recipe}")
     splits = sorted({s for summary in evals.values() for s in summary})
     table.add_column("checkpoint")

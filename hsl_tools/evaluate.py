@@ -76,9 +76,18 @@ def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str,
     return table
 
 
+# an evaluation folder (`hsl eval --out`, a run's eval-*): its episodes and their summary
+EPISODES, SUMMARY = "eval.jsonl", "summary.json"
+
+
+def evaluated(folder: Path) -> bool:
+    """Whether the evaluation in FOLDER has finished (its summary is written last)."""
+    return (folder / SUMMARY).exists()
+
+
 def read_summary(folder: Path) -> dict | None:
     """The summary `evaluate` wrote to FOLDER/summary.json; None before it has finished."""
-    path = folder / "summary.json"
+    path = folder / SUMMARY
     if not path.exists():
         return None
     document = read_json(path)
@@ -99,10 +108,10 @@ def evaluate(env: Environment, policy: Policy, splits: list[str], n: int | None,
     OUT/eval.jsonl holds the episodes (resumable) and OUT/summary.json the summary, which is
     returned."""
     work = shard_work([(s, env.task_ids(s, n)) for s in splits], shard)
-    stats = collect(out / "eval.jsonl", env, work, policy, batch_size, fresh, shard)
+    stats = collect(out / EPISODES, env, work, policy, batch_size, fresh, shard)
     wanted = {(s, t) for s, ids in work for t in ids}
-    summary = summarize(t for t in read_records(out / "eval.jsonl", Trajectory)
+    summary = summarize(t for t in read_records(out / EPISODES, Trajectory)
                         if (t.split, t.task_id) in wanted)
-    write_json(out / "summary.json", {"policy": policy.name, "env": env.name,
+    write_json(out / SUMMARY, {"policy": policy.name, "env": env.name,
                                       "summary": summary})
     return summary, stats

@@ -31,12 +31,10 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
-from hsl_tools.iterate import Recipe, finished, run_recipe, write_recipe
+from hsl_tools.iterate import run_recipe
+from hsl_tools.recipe import Recipe, finished, validated, write_recipe
 from hsl_tools.records import first_error
-
-# what a run holds once its SFT stage is done, and can be handed to a run that starts alike;
-# "sft" last: its `done` marker tells a resumed run the whole stage is there
-SHARED_START = ("model0", "expert.jsonl", "eval-sft", "sft")
+from hsl_tools.run_dir import SHARED_START
 
 
 class GridFailed(Exception):
@@ -67,10 +65,7 @@ def load_grid(path: Path) -> tuple[Grid, dict[str, Recipe]]:
             for section, values in [*grid.common.items(), *changes.items()]:
                 data.setdefault(section, {}).update(values)
             data["run"].update(dir=str(Path(grid.dir) / name), seed=seed)
-            try:
-                recipes[name] = Recipe.model_validate(data)
-            except ValidationError as e:
-                raise ValueError(f"{path}: cells.{cell}: {first_error(e)}") from None
+            recipes[name] = validated(data, f"{path}: cells.{cell}")
     return grid, recipes
 
 
@@ -113,9 +108,9 @@ def _copy_start(donor: Path, recipe: Recipe) -> None:
     is copied beside its place and renamed in, so a killed copy leaves no half. What made the
     outputs (`*.made-by.json`, naming the donor's checkpoint path) stays behind: the receiving
     run adopts them as its own."""
-    run = Path(recipe.run.dir)
+    run = recipe.folder.path
     write_recipe(recipe)
-    if run == donor or (run / "sft" / "done").exists():
+    if run == donor or recipe.folder.sft.done:
         return
     for item in SHARED_START:
         source, target = donor / item, run / item
@@ -231,7 +226,7 @@ def _run_all(recipes: dict[str, Recipe], groups: list[list[str]], jobs: int,
             for future in ended:
                 stage = running.pop(future)
                 what = f"{stage.run} {'SFT' if stage.until_sft else 'run'}"
-                where = f" (log in {Path(recipes[stage.run].run.dir) / 'grid.log'})" * bool(pool)
+                where = f" (log in {recipes[stage.run].folder.grid_log})" * bool(pool)
                 try:
                     seconds = future.result()
                 except Exception as e:  # the others go on; a re-run resumes the failed ones
@@ -269,7 +264,7 @@ def _run_in_worker(recipe: dict[str, Any], until_sft: bool, threads: int) -> flo
 
     torch.set_num_threads(threads)
     parsed = Recipe.model_validate(recipe)
-    log = Path(parsed.run.dir) / "grid.log"
+    log = parsed.folder.grid_log
     log.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     with log.open("a", encoding="utf-8") as f, redirect_stdout(f), redirect_stderr(f):

@@ -130,8 +130,19 @@ R = TypeVar("R", bound=Record)
 def first_error(err: ValidationError, whole: str = "") -> str:
     """The first validation error as "field.path: what is wrong" (`whole` names the field
     when the error is about the document itself)."""
-    first = err.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc']) or whole}: {first['msg']}"
+    return _problem(err.errors()[0], whole)
+
+
+def every_error(err: ValidationError, whole: str = "") -> str:
+    """Every validation error, as first_error says each, joined by "; " (a config is fixed
+    in one go, not one rerun per mistake)."""
+    return "; ".join(_problem(e, whole) for e in err.errors())
+
+
+def _problem(error: Any, whole: str) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or whole
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _error_line(path: Path, lineno: int, err: ValidationError) -> str:

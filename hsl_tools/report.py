@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsl_tools.envs.base import Environments, env_class
-from hsl_tools.evaluate import read_summary
+from hsl_tools.evaluate import EPISODES, read_summary
 from hsl_tools.records import (
     Demo,
     GoalRecord,
@@ -43,6 +43,7 @@ from hsl_tools.records import (
     write_json,
 )
 from hsl_tools.relabel.check import check, percent, rates
+from hsl_tools.run_dir import EVAL_DPO, EVAL_FINAL, EVAL_SFT, Iteration, RunDir
 
 SPLIT_ORDER = ("seen", "unseen", "test", "dev")  # splits found are shown in this order
 SHORT = {"pick_and_place": "place", "look_at_obj_in_light": "look", "pick_clean_then_place":
@@ -198,43 +199,44 @@ class RunRecipe(_Part):
 
 def read_run(run: Path, oracle: bool = True) -> RunRecord:
     """What one run folder adds to a report (unfinished evaluations are skipped)."""
-    path = run / "recipe.json"
-    if not path.exists():
-        raise ValueError(f"{run}: no recipe.json (not a run folder of hsl iterate)")
+    folder = RunDir(run)
+    if not folder.recipe.exists():
+        raise ValueError(f"{run}: no {folder.recipe.name} (not a run folder of hsl iterate)")
     try:
-        recipe = RunRecipe.model_validate(read_json(path))
+        recipe = RunRecipe.model_validate(read_json(folder.recipe))
     except ValidationError as e:
-        raise RecordError(f"{path}: {first_error(e, 'document')} (not a recipe.json of hsl "
+        raise RecordError(f"{folder.recipe}: {first_error(e, 'document')} (not a recipe of hsl "
                           "iterate?)") from None
     demos, seed, iterations = recipe.sft.demos, recipe.run.seed, recipe.hsl.iterations
     methods = recipe.methods
     record = RunRecord(dir=recipe.run.dir)
-    for folder, method in methods.items():
-        if (summary := read_summary(run / folder)) is not None:
+    for name, method in methods.items():
+        if (summary := read_summary(folder.evaluation(name))) is not None:
             point = Point(method=method, demos=demos, seed=seed, run=run.name, summary=summary,
                           env=recipe.run.env)
-            if oracle and (run / folder / "eval.jsonl").exists():
-                _add_outcomes(point.outcomes, run / folder / "eval.jsonl")
+            episodes = folder.evaluation(name) / EPISODES
+            if oracle and episodes.exists():
+                _add_outcomes(point.outcomes, episodes)
             record.points.append(point)
-    final = methods.get("eval-final")
+    final = methods.get(EVAL_FINAL)
     label = f"{final}, {demos} demos"
     if final:
-        _add_curve(record, run, label, iterations)
-    if (run / "expert.jsonl").exists():
+        _add_curve(record, folder, label, iterations)
+    if folder.expert.exists():
         record.gt_types.update(env_class(t.env).goal_type(t.instruction)
-                               for t in read_records(run / "expert.jsonl", Trajectory))
-    for it in sorted(run.glob("iter-*")):
-        if final and (it / "done").exists() and (it / "agent.jsonl").exists():
-            i = int(it.name[5:])
-            counts: Counter[str] = Counter(last=i)
+                               for t in read_records(folder.expert, Trajectory))
+    for it in folder.iterations():
+        if final and it.done and it.agent.exists():
+            counts: Counter[str] = Counter(last=it.number)
             _add_rollouts(counts, it)
-            record.rollouts.append((label, (i - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1, counts))
-        if (it / "demos.jsonl").exists():
+            first = (it.number - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1
+            record.rollouts.append((label, first, counts))
+        if it.demos.exists():
             record.relabeled_types.update(env_class(d.env or "household").goal_type(d.instruction)
-                                          for d in read_records(it / "demos.jsonl", Demo))
-        if oracle and (it / "goals.jsonl").exists():
-            report = check(read_records(it / "agent.jsonl", Trajectory),
-                           read_records(it / "goals.jsonl", GoalRecord))
+                                          for d in read_records(it.demos, Demo))
+        if oracle and it.goals.exists():
+            report = check(read_records(it.agent, Trajectory),
+                           read_records(it.goals, GoalRecord))
             for kind, c in report["per_type"].items():
                 record.relabel_counts.setdefault(kind, Counter()).update(
                     {k: c[k] for k in ("tp", "fp", "fn")})
@@ -280,26 +282,24 @@ def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
 ROLLOUT_BLOCK = 10  # iterations per row of the rollout table
 
 
-def _add_rollouts(counts: Counter[str], iteration: Path) -> None:
+def _add_rollouts(counts: Counter[str], iteration: Iteration) -> None:
     """Count a finished iteration's training rollouts: episodes, wins, steps, steps that had
     no effect, and goals the relabeler named (what HSL turns into demos)."""
-    for t in read_records(iteration / "agent.jsonl", Trajectory):
+    for t in read_records(iteration.agent, Trajectory):
         counts.update(episodes=1, won=int(t.success), steps=len(t.steps),
                       nothing=sum(s.observation.strip() == env_class(t.env).no_effect
                                   for s in t.steps))
-    if (iteration / "goals.jsonl").exists():
-        counts["goals"] += sum(1 for _ in read_records(iteration / "goals.jsonl", GoalRecord))
+    if iteration.goals.exists():
+        counts["goals"] += sum(1 for _ in read_records(iteration.goals, GoalRecord))
 
 
-def _add_curve(record: RunRecord, run: Path, method: str, iterations: int) -> None:
-    stages = [(0, run / "eval-sft")] + [(int(p.parent.name[5:]), p)
-                                        for p in sorted(run.glob("iter-*/eval"))]
-    stages.append((iterations, run / "eval-final"))
-    for i, folder in stages:
-        if summary := read_summary(folder):
+def _add_curve(record: RunRecord, run: RunDir, method: str, iterations: int) -> None:
+    for i, name, folder in run.evaluations(iterations):
+        if name != EVAL_DPO and (summary := read_summary(folder)):
             record.curve.append((method, i, {split: cells["all"]["success"]
                                              for split, cells in summary.items()}))
-    sft, final = read_summary(run / "eval-sft"), read_summary(run / "eval-final")
+    sft = read_summary(run.evaluation(EVAL_SFT))
+    final = read_summary(run.evaluation(EVAL_FINAL))
     if sft and final:
         record.gains.append((method, {split: final[split]["all"]["success"] -
                                       sft[split]["all"]["success"]

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from hsl_tools.evaluate import read_summary, success_line
-from hsl_tools.iterate import Recipe, finished
+from hsl_tools.evaluate import SUMMARY, evaluated, read_summary, success_line
+from hsl_tools.recipe import Recipe, finished
+from hsl_tools.run_dir import EVAL_FINAL, EVAL_SFT, RunDir
 from hsl_tools.run_lock import holder
+from hsl_tools.train.loop import LOG
 
 # stages in which a live process holds the run; between them (e.g. "SFT done" while a grid
 # trains the other SFTs) none need be
@@ -40,12 +42,12 @@ def _steps(log: Path, total: int) -> str:
     return f"{step}/{total} steps, ~{left / 60:.0f} min left"
 
 
-def _iterations(run: Path, done: int, total: int) -> str:
+def _iterations(run: RunDir, done: int, total: int) -> str:
     """"7/20 iterations, ~12 min left": the time from the median gap between the last few
     iterations' `done` markers (a median, so a pause between sessions does not count)."""
-    marks = [run / "eval-sft" / "summary.json",
-             *(run / f"iter-{i:03d}" / "done" for i in range(1, done + 1))][-6:]
-    times = [m.stat().st_mtime for m in marks]
+    marks = [run.evaluation(EVAL_SFT) / SUMMARY,
+             *(run.iteration(i).marker for i in range(1, done + 1))]
+    times = [m.stat().st_mtime for m in marks[-6:]]
     gaps = sorted(b - a for a, b in pairwise(times))
     text = f"{done}/{total} iterations"
     if not gaps:
@@ -55,41 +57,39 @@ def _iterations(run: Path, done: int, total: int) -> str:
 
 def newest_evaluation(recipe: Recipe) -> str:
     """The run's latest finished evaluation, in the order the run writes them."""
-    run = Path(recipe.run.dir)
-    folders = ["eval-sft", *(f"iter-{i:03d}/eval" for i in range(1, recipe.hsl.iterations + 1)),
-               "eval-final", "eval-dpo"]
-    written = [(f, s) for f in folders if (s := read_summary(run / f)) is not None]
+    written = [(name, s) for _, name, folder in recipe.folder.evaluations(recipe.hsl.iterations)
+               if (s := read_summary(folder)) is not None]
     return f"{written[-1][0]}: {success_line(written[-1][1])}" if written else ""
 
 
 def run_status(recipe: Recipe) -> RunStatus:
     """The stage a run is in (the first one not finished) and how far it got in it."""
-    run, s, h, d = Path(recipe.run.dir), recipe.sft, recipe.hsl, recipe.dpo
+    run, s, h, d = recipe.folder, recipe.sft, recipe.hsl, recipe.dpo
     evaluation = newest_evaluation(recipe)
 
     def status(stage: str, progress: str = "") -> RunStatus:
-        if stage in WORKING and holder(run) is None:  # e.g. a grid stopped mid-way
+        if stage in WORKING and holder(run.path) is None:  # e.g. a grid stopped mid-way
             progress = f"{progress}, not running" if progress else "not running"
         return RunStatus(stage, progress, evaluation)
 
     if finished(recipe):
         return status("done")
-    if not (run / "sft" / "done").exists():
-        if not (run / "sft").exists():
+    if not run.sft.done:
+        if not run.sft.path.exists():
             return status("not started")
         total = s.steps or math.ceil(s.epochs * s.demos / s.batch_size)
-        return status("SFT", _steps(run / "sft" / "train.jsonl", total))
-    if not (run / "eval-sft" / "summary.json").exists():
+        return status("SFT", _steps(run.sft.path / LOG, total))
+    if not evaluated(run.evaluation(EVAL_SFT)):
         return status("SFT evaluation")
-    if h.iterations and not (run / "iter-001").exists():
+    if h.iterations and not run.iteration(1).path.exists():
         return status("SFT done")  # a grid trains every SFT before it starts any HSL
-    done = sum((run / f"iter-{i:03d}" / "done").exists() for i in range(1, h.iterations + 1))
+    done = sum(run.iteration(i).done for i in range(1, h.iterations + 1))
     if done < h.iterations:
         return status("HSL", _iterations(run, done, h.iterations))
-    if h.iterations and not (run / "eval-final" / "summary.json").exists():
+    if h.iterations and not evaluated(run.evaluation(EVAL_FINAL)):
         return status("final evaluation")
-    if not (run / "dpo").exists():
+    if not run.dpo.path.exists():
         return status("HSL done" if h.iterations else "SFT done")
-    if not (run / "dpo" / "done").exists():
-        return status("DPO", _steps(run / "dpo" / "ckpt" / "train.jsonl", d.steps) or "rollouts")
+    if not run.dpo.done:
+        return status("DPO", _steps(run.dpo.ckpt / LOG, d.steps) or "rollouts")
     return status("DPO evaluation")

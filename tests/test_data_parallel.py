@@ -81,7 +81,7 @@ def test_two_processes_take_the_steps_of_one(tmp_path: Path, tiny_model: Path,
 
 
 def test_micro_batches_must_be_shared_evenly() -> None:
-    from hsl_tools.train.loop import TrainConfig
+    from hsl_tools.train.config import TrainConfig
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert TrainConfig(batch_size=8).passes(cpu, 2) == 8  # one demo a pass, four each

@@ -74,7 +74,7 @@ def test_a_goal_record_whose_prefix_misses_its_step_is_refused_at_its_line(
     goals = tmp_path / "goals.jsonl"
     goals.write_text(json.dumps(record.model_dump(by_alias=True, mode="json")) + "\n")
     line = one_error_line(hsl("mask", str(goals), "--out", str(tmp_path / "d.jsonl")))
-    assert f"{goals}:1: (record): Value error, step S(k) = 1, but the trajectory prefix " \
+    assert f"{goals}:1: (record): step S(k) = 1, but the trajectory prefix " \
            "holds 0 steps" in line
 
 

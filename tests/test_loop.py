@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from hsl_tools.cli import app
 from hsl_tools.grid import load_grid
-from hsl_tools.iterate import load_recipe
+from hsl_tools.recipe import load_recipe
 from hsl_tools.records import Demo, GoalRecord, Trajectory, read_records
 
 if TYPE_CHECKING:
@@ -256,14 +256,15 @@ def test_the_same_steps_control_trains_on_ground_truth_only(tmp_path: Path, tiny
                                                             household: Household) -> None:
     """hsl.data = "none": no rollouts, no buffer, the same optimisation steps on the ground
     truth alone (the control that tells HSL's data from its extra steps)."""
-    from hsl_tools.iterate import Recipe, _iteration
+    from hsl_tools.iterate import _iteration
+    from hsl_tools.recipe import Recipe
     from hsl_tools.train.data import load_demos
 
     CliRunner().invoke(app, ["collect", "-n", "4", "--out", str(tmp_path / "expert.jsonl")])
     recipe = Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {
         "iterations": 1, "data": "none", "steps": 2, "batch_size": 2}})
     assert recipe.methods()["eval-final"] == "SFT (same steps)"
-    line = _iteration(recipe, household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
+    line = _iteration(recipe, household, recipe.folder, recipe.folder.iteration(1), tiny_model,
                       load_demos(tmp_path / "expert.jsonl"))
     assert (line["trajectories"], line["new_demos"], line["buffer"]) == (0, 0, 0)
     log = [json.loads(x) for x in
@@ -280,6 +281,7 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
     episodes are won; it keeps one name, as the resumed output must be the same policy's."""
     from hsl_tools import iterate
     from hsl_tools.agent import make_policy
+    from hsl_tools.recipe import Recipe
     from hsl_tools.train.data import load_demos
 
     class StandIn:
@@ -295,9 +297,9 @@ def test_a_resumed_iteration_counts_the_episodes_played_before_the_kill(
             return self.inner.act(*args)
 
     CliRunner().invoke(app, ["collect", "-n", "4", "--out", str(tmp_path / "expert.jsonl")])
-    recipe = iterate.Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {
+    recipe = Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {
         "iterations": 1, "collect": 6, "steps": 1, "batch_size": 2}})
-    attempt = (household, tmp_path, tmp_path / "iter-001", 1, tiny_model,
+    attempt = (household, recipe.folder, recipe.folder.iteration(1), tiny_model,
                load_demos(tmp_path / "expert.jsonl"))
     killed_after_two_episodes(monkeypatch)
     monkeypatch.setattr(iterate, "make_policy", lambda spec, *a, **kw: StandIn("random"))
@@ -372,16 +374,28 @@ def test_grad_accum_changes_the_passes_not_the_step(tmp_path: Path, tiny_model: 
 
 
 def test_auto_grad_accum_is_one_demo_per_pass_on_cpu_only() -> None:
-    from hsl_tools.train.loop import TrainConfig
+    from hsl_tools.train.config import TrainConfig, train_config
 
     auto = TrainConfig(batch_size=16, grad_accum="auto")
-    auto.check()
     assert auto.passes(torch.device("cpu")) == 16
     assert auto.passes(torch.device("cuda")) == 1
-    assert TrainConfig(batch_size=16, grad_accum="4").passes(torch.device("cpu")) == 4
-    for bad in (3, 0, "many"):
-        with pytest.raises(ValueError, match="neither auto nor a divisor of the batch size 16"):
-            TrainConfig(batch_size=16, grad_accum=bad).check()
+    assert train_config(batch_size=16, grad_accum="4").passes(torch.device("cpu")) == 4
+    for bad, why in ((3, "grad_accum 3 does not divide batch_size 16"),
+                     (0, "grad_accum: want auto or a whole number above 0, not 0"),
+                     ("many", "grad_accum: want auto or a whole number above 0, not 'many'")):
+        with pytest.raises(ValueError, match=why):
+            train_config(batch_size=16, grad_accum=bad)
+
+
+def test_a_training_config_names_every_bad_setting_at_once() -> None:
+    """litgpt's way: one run of the command shows all that must change, unknown keys too."""
+    from hsl_tools.train.config import train_config
+
+    with pytest.raises(ValueError) as e:
+        train_config(objective="ppo", lr=-1, schedule="linear", batch_sise=8)
+    message = str(e.value)
+    for field in ("objective", "lr", "schedule", "batch_sise"):
+        assert f"{field}:" in message, message
 
 
 def test_a_second_process_on_a_run_folder_is_refused(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from hsl_tools.grid import (
     select,
     share_cores,
 )
-from hsl_tools.iterate import Recipe, finished
+from hsl_tools.recipe import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
@@ -214,13 +214,14 @@ def test_rollout_counts_include_steps_that_had_no_effect(runs: list[Path], tmp_p
 
     from hsl_tools.records import Step, write_records
     from hsl_tools.report import _add_rollouts
+    from hsl_tools.run_dir import Iteration
 
     episode = next(read_records(runs[0] / "iter-001" / "agent.jsonl", Trajectory))
     idle = Step(action="take moon from sky", observation="Nothing happens.")
     write_records(tmp_path / "agent.jsonl",
                   [episode, episode.model_copy(update={"steps": [idle, *episode.steps]})])
     counts: Counter[str] = Counter()
-    _add_rollouts(counts, tmp_path)
+    _add_rollouts(counts, Iteration(tmp_path, 1))
     assert counts == {"episodes": 2, "steps": 2 * len(episode.steps) + 1, "nothing": 1,
                       "won": 2 * episode.success}
 

@@ -18,7 +18,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from hsl_tools.llm.hf import load_pretrained
 from hsl_tools.progress import progress_bar
 from hsl_tools.records import Demo, Trajectory
+from hsl_tools.train.config import TrainConfig
 from hsl_tools.train.data import from_trajectory
 from hsl_tools.train.encode import Encoded, encode
 from hsl_tools.train.objectives import (
@@ -46,61 +46,7 @@ from hsl_tools.train.objectives import (
 if TYPE_CHECKING:  # peft is imported only when LoRA is asked for
     from peft import PeftModel
 
-OBJECTIVES = ("sft", "hsl", "dpo")
-
-
-@dataclass
-class TrainConfig:
-    objective: str = "sft"
-    steps: int | None = None  # optimisation steps; else `epochs` over the ground-truth demos
-    epochs: float = 3.0
-    batch_size: int = 32
-    # micro-batches per step (the step's batch is cut into them; the step is the same); "auto":
-    # one demo per pass on a CPU, where padding costs its full compute (~2x, `just bench`), the
-    # whole batch in one pass on a GPU
-    grad_accum: int | str = "auto"
-    lr: float = 2e-5
-    schedule: str = "constant"  # or "cosine": decays to lr/10 over the run
-    warmup: int = 0  # steps of linear warm-up
-    weight_decay: float = 0.0
-    lam: float = 0.3  # HSL: weight of the hindsight loss
-    alpha: float = 0.8  # HSL: sampling exponent
-    mask: bool = True  # False: NoMask ablation (z_t = 1 everywhere)
-    uniform: bool = False  # True: UniWeight ablation
-    beta: float = 0.1  # DPO
-    max_len: int = 4096
-    seed: int = 42
-    lora_r: int = 0  # 0: full fine-tune
-    lora_alpha: int = 16
-    merge_lora: bool = True
-    bf16: bool | None = None  # None: where the hardware does it fast
-    save_every: int = 100  # steps between checkpoints a killed run resumes from (0: end only)
-
-    def check(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r} "
-                             f"(valid: {', '.join(OBJECTIVES)})")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown schedule {self.schedule!r} (valid: constant, cosine)")
-        if self.grad_accum != "auto" and not (str(self.grad_accum).isdigit()
-                                              and int(self.grad_accum) > 0
-                                              and self.batch_size % int(self.grad_accum) == 0):
-            raise ValueError(f"grad_accum {self.grad_accum!r} is neither auto nor a divisor of "
-                             f"the batch size {self.batch_size}")
-
-    def passes(self, device: torch.device, processes: int = 1) -> int:
-        """Micro-batches per step on `device`, over all `processes` of a data-parallel run
-        (each takes every processes-th one, so it must divide them)."""
-        if self.grad_accum == "auto":
-            n = self.batch_size if device.type == "cpu" else processes
-        else:
-            n = int(self.grad_accum)
-        if n % processes or self.batch_size % n:
-            raise ValueError(f"batch size {self.batch_size} in {n} micro-batches cannot be "
-                             f"shared by {processes} processes: make grad_accum a multiple of "
-                             "the process count that divides the batch size")
-        return n
-
+LOG = "train.jsonl"  # in the checkpoint folder: one line of metrics per step
 
 class EpochOrder:
     """Indices 0..n-1 in a fresh random order each epoch, forever; its position and the
@@ -173,7 +119,6 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     optimisation: a fresh AdamW would take a full-size first step every iteration). A
     checkpoint already in `out` is continued with `resume`, replaced with `fresh`, and
     otherwise refused."""
-    config.check()
     state_path = out / "trainer_state.json"
     if state_path.exists() and not (resume or fresh):
         step = json.loads(state_path.read_text()).get("step", "?")
@@ -185,7 +130,7 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     set_seed(config.seed + accelerator.process_index)
     model, tokenizer = load_pretrained(str(out) if state else model_dir, torch.float32)
     if accelerator.is_main_process:
-        _trim_log(out / "train.jsonl", state.get("step", 0))
+        _trim_log(out / LOG, state.get("step", 0))
     if config.lora_r:
         from peft import LoraConfig, get_peft_model
 
@@ -327,7 +272,7 @@ def _summed(accelerator: Accelerator, parts: dict[str, float], tokens: int
 
 def _log(out: Path, metrics: dict[str, float]) -> None:
     """Append one step's metrics to OUT/train.jsonl (a full disk names the file)."""
-    log = out / "train.jsonl"
+    log = out / LOG
     try:
         out.mkdir(parents=True, exist_ok=True)
         with log.open("a", encoding="utf-8") as f:
@@ -421,8 +366,8 @@ def save(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
         shutil.rmtree(staging, ignore_errors=True)
         raise OSError(f"{out}: cannot write the checkpoint ({e}); the last one is kept"
                       ) from None
-    (staging / "trainer_state.json").write_text(json.dumps({"step": step,
-                                                            "config": asdict(config)}, indent=2))
+    state = {"step": step, "config": config.model_dump()}
+    (staging / "trainer_state.json").write_text(json.dumps(state, indent=2))
     (out / "trainer_state.json").unlink(missing_ok=True)
     for path in sorted(staging.iterdir(), key=lambda p: p.name == "trainer_state.json"):
         os.replace(path, out / path.name)
