@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hsl_tools.agent import Policy, rollout
+from hsl_tools.agent import Policy, ReplayPolicy, rollout
 from hsl_tools.envs.base import Environment, check_split
 from hsl_tools.progress import progress_bar
 from hsl_tools.records import StageOutput, Trajectory
@@ -35,6 +35,16 @@ def collect_made_by(env: Environment, policy: Policy) -> dict[str, Any]:
     episode length makes others."""
     return {"stage": "collect", "env": env.name, "max_steps": env.max_steps,
             "policy": policy.name, **policy.settings()}
+
+
+def work_for(env: Environment, policy: Policy, split: str | None, n: int | None
+             ) -> list[tuple[str, list[str]]]:
+    """The (split, task ids) a collect plays: the first `n` tasks of `split` (the train split
+    by default); a replay with no split given plays its dump's own tasks."""
+    if isinstance(policy, ReplayPolicy) and split is None:
+        return [(s, ids[:n]) for s, ids in policy.work.items()]
+    split = split or env.train_split
+    return [(split, env.task_ids(split, n))]
 
 
 def collect(out: Path, env: Environment, work: list[tuple[str, list[str]]], policy: Policy,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel
-from rich.table import Table
 
 from hsl_tools.agent import Policy
 from hsl_tools.collect import CollectStats, collect
@@ -50,34 +50,13 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, dict[st
             for split, groups in cells.items()}
 
 
-def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str,
-                  scored: bool = False) -> Table:
-    """Rows: goal types (then all); columns: success per split, with episode counts, and with
-    `scored` (an environment whose rewards give partial credit) the score, 100 x mean
-    reward."""
-    table = Table(title=title)
-    table.add_column("goal type")
-    splits = list(summary)
-    for split in splits:
-        if scored:
-            table.add_column(f"{split} score", justify="right")
-        table.add_column(f"{split} success", justify="right")
-        table.add_column(f"{split} steps", justify="right")
-    groups = sorted({g for s in splits for g in summary[s]} - {"all"}) + ["all"]
-    for group in groups:
-        row = [group]
-        for split in splits:
-            cell = summary[split].get(group)
-            if scored:
-                row.append(f"{100 * cell['mean_reward']:.1f}" if cell else "")
-            row += ([f"{cell['success']:.1%} of {cell['episodes']:.0f}",
-                     f"{cell['mean_steps']:.1f}"] if cell else ["", ""])
-        table.add_row(*row, style="bold" if group == "all" else None)
-    return table
-
-
 # an evaluation folder (`hsl eval --out`, a run's eval-*): its episodes and their summary
 EPISODES, SUMMARY = "eval.jsonl", "summary.json"
+
+
+def default_folder(policy: str) -> Path:
+    """Where `hsl eval` writes without --out: runs/eval/<the policy spec, made a name>."""
+    return Path("runs/eval") / re.sub(r"[^A-Za-z0-9._-]+", "-", policy).strip("-")
 
 
 def evaluated(folder: Path) -> bool:
@@ -94,11 +73,6 @@ def read_summary(folder: Path) -> dict | None:
     if not isinstance(document, dict) or not isinstance(document.get("summary"), dict):
         raise RecordError(f"{path}: summary: missing (not a summary.json of hsl eval?)")
     return document["summary"]
-
-
-def success_line(summary: dict) -> str:
-    """A summary in one line: "seen 7.8%, unseen 3.1%"."""
-    return ", ".join(f"{split} {cells['all']['success']:.1%}" for split, cells in summary.items())
 
 
 def evaluate(env: Environment, policy: Policy, splits: list[str], n: int | None, out: Path,

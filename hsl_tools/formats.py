@@ -26,7 +26,17 @@ from typing import Any, Literal
 
 from hsl_tools.chat import parse_reply, render, system_prompt
 from hsl_tools.envs.base import env_class
-from hsl_tools.records import Demo, RecordError, Step, Trajectory, write_json, write_lines
+from hsl_tools.records import (
+    Demo,
+    RecordError,
+    Step,
+    Trajectory,
+    made_by_path,
+    write_json,
+    write_lines,
+    write_records,
+)
+from hsl_tools.shards import Shard, mark, of_shard
 
 Format = Literal["eto", "agentgym", "openai"]
 FORMATS: tuple[str, ...] = ("eto", "agentgym", "openai")
@@ -161,6 +171,17 @@ def import_file(path: Path, env: str = "alfworld", split: str = "train", success
         first[t.id] = where
         trajectories.append(t)
     return trajectories
+
+
+def import_to(path: Path, out: Path, env: str, split: str, success: bool,
+              shard: Shard | None = None) -> tuple[int, int]:
+    """`hsl import`: PATH's conversations (those of `shard`) into OUT as trajectories, with
+    what made them; returns (trajectories, 'put X in/on Y' turns mapped to 'move X to Y')."""
+    trajectories = of_shard(import_file(path, env, split, success), shard)
+    write_records(out, trajectories)
+    write_json(made_by_path(out), mark({"stage": "import", "source": path.name, "env": env,
+                                        "split": split, "success": success}, shard))
+    return len(trajectories), sum(t.meta["mapped_put"] for t in trajectories)
 
 
 def _eto_messages(record: Demo | Trajectory, legacy_put: bool, flags: bool) -> list[dict]:

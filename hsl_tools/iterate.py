@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from rich.console import Console
 from hsl_tools.agent import make_policy
 from hsl_tools.collect import collect, collect_made_by
 from hsl_tools.envs.base import Environment, make_env
-from hsl_tools.evaluate import evaluate, success_line
+from hsl_tools.evaluate import evaluate
+from hsl_tools.present import success_line
 from hsl_tools.recipe import Recipe, write_recipe
 from hsl_tools.records import Demo, Trajectory, check_made_by, read_records, write_records
 from hsl_tools.relabel.relabelers import make_relabeler
@@ -30,14 +32,16 @@ from hsl_tools.train.loop import train
 def run_recipe(recipe: Recipe, console: Console, until_sft: bool = False) -> dict[str, Any]:
     """Run (or continue) a recipe, or only its SFT and eval-sft (`until_sft`); returns the
     evaluations by name. A second process on the same run folder is refused (FolderInUse)."""
-    with exclusive(recipe.folder.path):
-        return _run_stages(recipe, console, until_sft)
+    with exclusive(recipe.folder.path), \
+            closing(make_env(recipe.run.env, max_steps=recipe.run.max_steps)) as env:
+        return _run_stages(recipe, env, console, until_sft)
 
 
-def _run_stages(recipe: Recipe, console: Console, until_sft: bool) -> dict[str, Any]:
+def _run_stages(recipe: Recipe, env: Environment, console: Console, until_sft: bool
+                ) -> dict[str, Any]:
+    """Every stage not yet done, in order; the environment's workers live through them all."""
     run = recipe.folder
     write_recipe(recipe)
-    env = make_env(recipe.run.env, max_steps=recipe.run.max_steps)
     evals: dict[str, Any] = {}
 
     def evaluate_at(name: str, folder: Path, checkpoint: Path) -> None:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsl_tools.envs.base import Environments, env_class
 from hsl_tools.evaluate import EPISODES, read_summary
+from hsl_tools.present import percent
 from hsl_tools.records import (
     Demo,
     GoalRecord,
@@ -42,7 +43,7 @@ from hsl_tools.records import (
     read_records,
     write_json,
 )
-from hsl_tools.relabel.check import check, percent, rates
+from hsl_tools.relabel.check import check, rates
 from hsl_tools.run_dir import EVAL_DPO, EVAL_FINAL, EVAL_SFT, Iteration, RunDir
 
 SPLIT_ORDER = ("seen", "unseen", "test", "dev")  # splits found are shown in this order
@@ -274,9 +275,9 @@ def pool(records: dict[str, RunRecord]) -> RunData:
 
 def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
     """Evaluation episodes by outcome, as their environment tells it from its oracle."""
-    envs = Environments()
-    for t in read_records(episodes, Trajectory):
-        counts[envs[t.env].outcome(t)] += 1
+    with Environments() as envs:
+        for t in read_records(episodes, Trajectory):
+            counts[envs[t.env].outcome(t)] += 1
 
 
 ROLLOUT_BLOCK = 10  # iterations per row of the rollout table

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from hsl_tools.evaluate import SUMMARY, evaluated, read_summary, success_line
+from hsl_tools.evaluate import SUMMARY, evaluated, read_summary
+from hsl_tools.present import success_line
 from hsl_tools.recipe import Recipe, finished
 from hsl_tools.run_dir import EVAL_FINAL, EVAL_SFT, RunDir
 from hsl_tools.run_lock import holder

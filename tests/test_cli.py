@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hsl_tools.cli import app
+from hsl_tools.cli import COMMANDS, app
 from hsl_tools.records import Trajectory, read_records
 
 runner = CliRunner()
@@ -86,3 +86,16 @@ def test_show_achieving_skips_trajectories_without_goals(tmp_path: Path) -> None
     assert result.exit_code == 0
     shown = result.output.count("achieved (oracle)")
     assert 0 < shown < 30 and "achieved (oracle): nothing" not in result.output
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_explains_itself_at_80_columns(command: str) -> None:
+    """Help text is shown as written (a "[default: …]" is not taken for markup), flags show no
+    type, and every option's whole name fits."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "BOOLEAN" not in result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+    if command == "collect":
+        assert "[default: the environment's: 40, WebShop 10]" in " ".join(result.output.split())
+        assert "--react / --no-react" in result.output

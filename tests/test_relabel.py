@@ -146,7 +146,8 @@ def test_a_relabeler_that_names_nothing_is_not_called_precise(household: Househo
     achieved."""
     from rich.console import Console
 
-    from hsl_tools.relabel.check import check, check_table
+    from hsl_tools.present import check_table
+    from hsl_tools.relabel.check import check
 
     trajectories = expert_trajectories(household, 3)
     report = check(trajectories, [])

@@ -159,6 +159,10 @@ class Environment(Protocol):
         """An observation as a relabeler's prompt shows it (long pages shortened)."""
         ...
 
+    def close(self) -> None:
+        """Give back what the environment holds (worker processes); it may be used again."""
+        ...
+
     @staticmethod
     def restated(observation: str, instruction: str, goal: str) -> str:
         """An observation as it would read had the task been `goal` (WebShop's pages show
@@ -182,11 +186,20 @@ def env_class(name: str) -> type[Environment]:
 
 
 class Environments(dict[str, Environment]):
-    """Environments by name, each made (with its defaults) the first time it is asked for."""
+    """Environments by name, each made (with its defaults) the first time it is asked for;
+    as a context manager, each is closed at the end (ALFWorld's worker processes)."""
 
     def __missing__(self, name: str) -> Environment:
         env = self[name] = make_env(name)
         return env
+
+    def __enter__(self) -> Environments:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for env in self.values():
+            env.close()
+        self.clear()
 
 
 def make_env(name: str, **options: Any) -> Environment:
@@ -197,3 +210,14 @@ def make_env(name: str, **options: Any) -> Environment:
 def check_split(env: Environment, split: str) -> None:
     if split not in env.splits:
         raise ValueError(f"unknown split {split!r} for {env.name} (valid: {', '.join(env.splits)})")
+
+
+def serve_env(name: str, host: str, port: int, seed: int = 0) -> None:
+    """`hsl serve-env`: serve environment `name` on AgentGym's env-server protocol until
+    interrupted (an environment serves itself where it has a `serve`)."""
+    env = make_env(name)
+    serve = getattr(env, "serve", None)
+    if serve is None:
+        raise ValueError(f"{name} has no server (serve-env serves an environment with a "
+                         "`serve` method: webshop)")
+    serve(host, port, seed)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from rich.table import Table
-
 from hsl_tools.envs.base import Environments, env_class
 from hsl_tools.records import GoalRecord, Trajectory
 from hsl_tools.relabel.relabelers import Goals, Relabeler
@@ -28,34 +26,34 @@ def check(trajectories: Iterable[Trajectory], goals: Iterable[GoalRecord]) -> di
             named[g.trajectory_id][canonical] = g.step
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, exact=0))
     measures: dict[str, list[float]] = defaultdict(list)
-    envs = Environments()
     seen = set()
-    for t in trajectories:
-        seen.add(t.id)
-        env = envs[t.env]
-        counts["not in the goal space"]["fp"] += outside.get(t.id, 0)
-        try:
-            judge = env.judge(t)
-        except ValueError:  # its goals cannot be right: the record is not what happened
-            counts["trajectory does not replay"]["fp"] += len(named.get(t.id, {}))
-            continue
-        found = set()
-        for goal, step in named.get(t.id, {}).items():
-            kind = env.goal_type(goal)
-            verdict = judge.judge(goal)
-            for name, value in judge.measures(goal).items():
-                measures[name].append(value)
-            if isinstance(verdict, str):
-                counts[kind]["fp"] += 1
+    with Environments() as envs:
+        for t in trajectories:
+            seen.add(t.id)
+            env = envs[t.env]
+            counts["not in the goal space"]["fp"] += outside.get(t.id, 0)
+            try:
+                judge = env.judge(t)
+            except ValueError:  # its goals cannot be right: the record is not what happened
+                counts["trajectory does not replay"]["fp"] += len(named.get(t.id, {}))
                 continue
-            if verdict[0] not in found:  # two names for one achieved goal count once
-                counts[kind]["tp"] += 1
-                counts[kind]["exact"] += verdict[1] == step
-                found.add(verdict[0])
-            else:
-                counts[kind]["fp"] += 1
-        for goal in judge.achieved.keys() - found:
-            counts[env.goal_type(goal)]["fn"] += 1
+            found = set()
+            for goal, step in named.get(t.id, {}).items():
+                kind = env.goal_type(goal)
+                verdict = judge.judge(goal)
+                for name, value in judge.measures(goal).items():
+                    measures[name].append(value)
+                if isinstance(verdict, str):
+                    counts[kind]["fp"] += 1
+                    continue
+                if verdict[0] not in found:  # two names for one achieved goal count once
+                    counts[kind]["tp"] += 1
+                    counts[kind]["exact"] += verdict[1] == step
+                    found.add(verdict[0])
+                else:
+                    counts[kind]["fp"] += 1
+            for goal in judge.achieved.keys() - found:
+                counts[env.goal_type(goal)]["fn"] += 1
     counts = {kind: c for kind, c in counts.items() if any(c.values())}
     missing = (named.keys() | outside.keys()) - seen
     if missing:
@@ -85,23 +83,3 @@ def rates(c: dict[str, int]) -> dict[str, float | None]:
     return {**c, "precision": c["tp"] / named if named else None,
             "recall": c["tp"] / true if true else None,
             "step_exact": c["exact"] / c["tp"] if c["tp"] else None}
-
-
-def percent(rate: float | None) -> str:
-    """A rate as a percentage, or a dash where it is undefined."""
-    return "—" if rate is None else f"{rate:.1%}"
-
-
-def check_table(report: dict, title: str) -> Table:
-    table = Table(title=title)
-    for column in ("goal type", "named", "true", "precision", "recall", "S(k) exact"):
-        table.add_column(column, justify="left" if column == "goal type" else "right")
-    rows = list(report["per_type"].items()) + [("all", report["overall"])]
-    for kind, r in rows:
-        table.add_row(kind, str(r["tp"] + r["fp"]), str(r["tp"] + r["fn"]),
-                      percent(r["precision"]), percent(r["recall"]), percent(r["step_exact"]),
-                      style="bold" if kind == "all" else None)
-    if report.get("measures"):
-        table.caption = "mean over the goals named: " + ", ".join(
-            f"{name} {value:.3g}" for name, value in report["measures"].items())
-    return table

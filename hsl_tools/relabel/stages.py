@@ -46,7 +46,8 @@ class StageStats:
     unverified: dict[str, int] = field(default_factory=dict)  # why not checkable -> goals
 
 
-def _failures_path(out: Path) -> Path:
+def failures_path(out: Path) -> Path:
+    """Where a stage writing OUT puts the items that failed and the goals refuted, with why."""
     return out.with_name(out.stem + ".failures.jsonl")
 
 
@@ -177,7 +178,7 @@ def _run(stage: Literal["relabel", "mask"], items: list[Any], out: Path,
                     stats.empty += not written
                     if per_input or not written:
                         output.mark_done(item.id)
-    write_records(_failures_path(out), failures)
+    write_records(failures_path(out), failures)
     stats.failures = len(failures) - stats.rejected
     stats.seconds = time.perf_counter() - started
     stats.unverified = dict(verifier.unverified)

@@ -54,3 +54,12 @@ def push(buffer: Path, demos: list[Demo], capacity: int = 100) -> list[Demo]:
     kept = ([d for d in old if d.id not in new_ids] + demos)[-capacity:] if capacity else []
     write_records(buffer, kept)
     return kept
+
+
+def hindsight_buffer(buffer: Path, add: list[Path], capacity: int = 100) -> list[Demo]:
+    """The buffer D' after pushing each file of `add` into it (hindsight demos; or
+    trajectories, whose successes enter as self-imitation demos); [] for a new buffer."""
+    kept = list(read_records(buffer, Demo)) if buffer.exists() and not add else []
+    for path in add:
+        kept = push(buffer, load_demos(path, "self_imitation"), capacity)
+    return kept

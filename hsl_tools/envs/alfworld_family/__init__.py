@@ -47,6 +47,9 @@ class AlfworldFamily:
     max_goals = None  # a trajectory can achieve many goals
     goal_chars = 80  # "put a clean mug in coffeemachine" and the like
 
+    def close(self) -> None:
+        """Nothing held (ALFWorld, which holds game workers, gives them back)."""
+
     # -- the goal space: the six templates over object and receptacle types
     @staticmethod
     def canonical_goal(text: str) -> str | None:

@@ -138,6 +138,9 @@ class WebShop:
     max_goals = 1  # the purchase, if any
     goal_chars = 400  # an instruction naming a product title, its options and a price bound
     rule_goals = staticmethod(rules.rule_goals)
+
+    def close(self) -> None:
+        """Nothing held between episodes (a remote episode closes its own session)."""
     rule_relevance = staticmethod(rules.rule_relevance)
 
     # -- the goal space: shopping instructions, free text (what one purchase satisfies)
