@@ -23,7 +23,7 @@ from hsl_tools.records import Demo, GoalRecord, RecordError, Trajectory, read_re
 from hsl_tools.relabel.check import check
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
-from hsl_tools.report import read_run
+from hsl_tools.report.runs import read_run
 from hsl_tools.run_lock import FolderInUse
 from hsl_tools.show import print_trajectory
 from hsl_tools.train.data import load_demos

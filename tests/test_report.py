@@ -35,7 +35,9 @@ from hsl_tools.recipe import Recipe, finished
 from hsl_tools.records import Trajectory, read_records, write_json
 from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
-from hsl_tools.report import load_runs, markdown, update_report, write_report
+from hsl_tools.report import update_report, write_report
+from hsl_tools.report.markdown import markdown
+from hsl_tools.report.runs import load_runs
 from hsl_tools.run_lock import exclusive
 from hsl_tools.run_status import run_status
 
@@ -157,7 +159,7 @@ def test_report_sorts_evaluation_episodes_by_what_they_achieved(runs: list[Path]
 
 
 def test_fisher_exact_matches_the_textbook_values() -> None:
-    from hsl_tools.report import fisher_exact
+    from hsl_tools.report.stats import fisher_exact
 
     assert fisher_exact(3, 4, 1, 4) == pytest.approx(0.4857, abs=1e-4)  # the tea-tasting table
     assert fisher_exact(5, 5, 0, 5) == pytest.approx(2 / 252)  # only it and its mirror
@@ -169,7 +171,7 @@ def test_report_compares_wins_with_what_each_method_starts_from(runs: list[Path]
     """Seeds pooled: wins of SFT+HSL (the expert at the end) against its SFT (expert on one
     seed, random play on the other), of an ablation against full HSL, and of SFT+HSL on few
     demos against SFT on the most."""
-    from hsl_tools.report import fisher_exact
+    from hsl_tools.report.stats import fisher_exact
 
     text = markdown(load_runs(runs, oracle=False))
     sft = [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["seen"]["all"]
@@ -213,7 +215,7 @@ def test_rollout_counts_include_steps_that_had_no_effect(runs: list[Path], tmp_p
     from collections import Counter
 
     from hsl_tools.records import Step, write_records
-    from hsl_tools.report import _add_rollouts
+    from hsl_tools.report.runs import _add_rollouts
     from hsl_tools.run_dir import Iteration
 
     episode = next(read_records(runs[0] / "iter-001" / "agent.jsonl", Trajectory))

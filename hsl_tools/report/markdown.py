@@ -1,0 +1,166 @@
+"""The report's Markdown: success by method and budget, per seed, by goal type, relabel
+accuracy, what failed episodes achieved, gains over SFT, and the HSL rollouts."""
+
+from __future__ import annotations
+
+from hsl_tools.present import percent
+from hsl_tools.relabel.check import rates
+from hsl_tools.report.runs import ROLLOUT_BLOCK, Point, RunData, outcome_kinds
+from hsl_tools.report.stats import fisher_exact, grouped, mean_std, values, wins
+
+
+def _fmt(values: list[float], sign: bool = False) -> str:
+    if not values:
+        return "–"
+    m, s = mean_std(values)
+    return f"{100 * m:{'+' if sign else ''}.1f} ± {100 * s:.1f} (n={len(values)})"
+
+
+def _pair(point: Point, splits: tuple[str, ...]) -> str:
+    """One evaluation's success on each split, as "seen / unseen", in %."""
+    rates = [point.success(split) for split in splits]
+    return " / ".join("–" if r is None else f"{100 * r:.1f}" for r in rates)
+
+
+def _by_budget(label: str) -> tuple[int, str]:
+    """Sort key of a "method, N demos" label: by budget, then method."""
+    method, _, demos = label.rpartition(", ")
+    return int(demos.split()[0]), method
+
+
+def references(method: str) -> tuple[str, ...]:
+    """What a method is compared with at its own budget: SFT, which it starts from; the same
+    extra steps on ground truth alone; full HSL, for its ablations; DPO, for DPO after HSL."""
+    if method == "SFT":
+        return ()
+    if method.startswith("DPO"):
+        return ("SFT",) if method == "DPO" else ("DPO",)
+    if method == "SFT (same steps)":
+        return ("SFT",)
+    if method == "SFT+HSL":
+        return ("SFT", "SFT (same steps)")
+    return ("SFT", "SFT (same steps)", "SFT+HSL")
+
+
+def comparisons(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, ...]
+                ) -> list[str]:
+    """Table rows: each method's wins against each reference at its budget (and SFT+HSL's
+    against SFT on the most demos), per split and both pooled, with Fisher's p (seeds pooled:
+    this tests the noise of the success rate, not the spread between seeds). Only the seeds
+    both sides ran count, named where one side has more: seeds differ by more than methods."""
+    rows = []
+    top = max((d for m, d in groups if m == "SFT"), default=0)
+    for (m, d), ps in groups.items():
+        against = [(r, d) for r in references(m)]
+        if m == "SFT+HSL" and d < top:  # the paper's "a quarter of the demos + HSL" claim
+            against.append(("SFT", top))
+        for ref, ref_demos in (key for key in against if key in groups):
+            refs = groups[(ref, ref_demos)]
+            seeds = {p.seed for p in ps} & {p.seed for p in refs}
+            mine, theirs = ([p for p in side if p.seed in seeds] for side in (ps, refs))
+            if not seeds:
+                continue
+            cells = []
+            for among in [(s,) for s in splits] + [splits] * (len(splits) > 1):
+                (a, n), (b, k) = wins(mine, among), wins(theirs, among)
+                cells.append(f"{a}/{n} vs {b}/{k}, p = {fisher_exact(a, n, b, k):.2f}"
+                             if n and k else "–")
+            name = ref if ref_demos == d else f"{ref}, {ref_demos} demos"
+            if len(mine) < len(ps) or len(theirs) < len(refs):
+                name += f" (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, sorted(seeds)))})"
+            rows.append(f"| {m}, {d} demos | {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def markdown(data: RunData) -> str:
+    """The report's tables."""
+    groups, splits = grouped(data.points), data.splits
+    # (heading, score?) per column: with partial credit (WebShop), the score before success
+    columns = [(f"{s} score", True) for s in splits if data.graded] + \
+        [(s if not data.graded else f"{s} success", False) for s in splits]
+    columns.sort(key=lambda c: splits.index(c[0].split()[0]))
+    lines = ["# Results", "", "Success rate in % (mean ± std over seeds)" + (
+             "; score: 100 x mean reward" if data.graded else "") + ".", "",
+             "## Success by method and number of ground-truth demos", "",
+             "| method | demos | " + " | ".join(c for c, _ in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    lines += [f"| {m} | {d} | " + " | ".join(
+        _fmt(values(ps, c.split()[0], score=score)) for c, score in columns) + " |"
+        for (m, d), ps in groups.items()]
+    seeds = sorted({p.seed for p in data.points})
+    if len(seeds) > 1:  # the spread behind each ± above, seed by seed
+        lines += ["", f"## Success by seed ({' / '.join(splits)})", "",
+                  "| method | demos | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|---|---:|" + "---:|" * len(seeds)]
+        for (m, d), ps in groups.items():
+            by_seed = {p.seed: p for p in ps}
+            cells = [_pair(by_seed[s], splits) if s in by_seed else "–" for s in seeds]
+            lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
+    types = sorted({g for p in data.points for s in p.summary.values() for g in s} - {"all"})
+    if types:
+        lines += ["", f"## Success on {splits[-1]} by goal type", "",
+                  "| method | demos | " + " | ".join(types) + " |",
+                  "|---|---:|" + "---:|" * len(types)]
+        for (m, d), ps in groups.items():
+            cells = [_fmt(values(ps, splits[-1], t)).split(" (")[0] for t in types]
+            lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
+    if data.gt_types or data.relabeled_types:
+        gt, rl = sum(data.gt_types.values()) or 1, sum(data.relabeled_types.values()) or 1
+        lines += ["", "## Goal types of the demos", "",
+                  "| goal type | ground truth | relabeled |", "|---|---:|---:|"]
+        for t in sorted(set(data.gt_types) | set(data.relabeled_types)):
+            lines.append(f"| {t} | {100 * data.gt_types[t] / gt:.1f} % | "
+                         f"{100 * data.relabeled_types[t] / rl:.1f} % |")
+    if data.relabel_counts:
+        lines += ["", "## Relabel accuracy as the environment judges it", "",
+                  "| goal type | named | true | precision | recall |", "|---|---:|---:|---:|---:|"]
+        for kind, c in sorted(data.relabel_counts.items()):
+            r = rates(c)
+            lines.append(f"| {kind} | {c['tp'] + c['fp']} | {c['tp'] + c['fn']} | "
+                         f"{percent(r['precision'])} | {percent(r['recall'])} |")
+    if data.outcomes:
+        kinds = outcome_kinds(data.outcomes.values())
+        lines += ["", "## What evaluation episodes achieved (the environment's account; "
+                  "splits pooled)", "",
+                  "Failed episodes that achieved a goal are what HSL relabels: the agent did "
+                  "something, not what it was asked.", "",
+                  "| method, demos | episodes | " + " | ".join(
+                      k if k == "won" else f"failed: {k}" for k in kinds) + " |",
+                  "|---|---:|" + "---:|" * len(kinds)]
+        for m, c in sorted(data.outcomes.items(), key=lambda kv: _by_budget(kv[0])):
+            n = sum(c.values())
+            lines.append(f"| {m} | {n} | " + " | ".join(f"{100 * c[k] / n:.1f} %"
+                                                        for k in kinds) + " |")
+    if data.gains:
+        lines += ["", "## Change from each run's own SFT, in points (paired)", "",
+                  "| method, demos | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
+        for m, by_split in sorted(data.gains.items(), key=lambda kv: _by_budget(kv[0])):
+            lines.append(f"| {m} | " + " | ".join(_fmt(by_split[s], sign=True) for s in splits)
+                         + " |")
+    if rows := comparisons(groups, splits):
+        lines += ["", "## Wins against what each method starts from or is tested against", "",
+                  "Episodes won, pooled over the seeds both sides ran (named where one ran "
+                  "more), with the two-sided p of Fisher's exact test (the chance of a gap at "
+                  "least this unlikely if both won at one rate).", "",
+                  "| method, demos | against | " + " | ".join(splits) + " |" + (
+                      " all splits |" if len(splits) > 1 else ""),
+                  "|---|---|" + "---:|" * (len(splits) + (len(splits) > 1)), *rows]
+    if data.rollouts:
+        lines += ["", f"## HSL training rollouts by {ROLLOUT_BLOCK} iterations (runs pooled)", "",
+                  "| method, demos | iterations | episodes | won | goals named per episode | "
+                  "steps answered \"Nothing happens.\" |", "|---|---|---:|---:|---:|---:|"]
+        for (m, first), c in sorted(data.rollouts.items(),
+                                    key=lambda kv: (_by_budget(kv[0][0]), kv[0][1])):
+            lines.append(f"| {m} | {first}–{c['last']} | {c['episodes']} | "
+                         f"{100 * c['won'] / c['episodes']:.1f} % | "
+                         f"{c['goals'] / c['episodes']:.2f} | "
+                         f"{100 * c['nothing'] / max(1, c['steps']):.1f} % |")
+    if data.curve:
+        lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
+                  "| method, demos | iteration | " + " | ".join(splits) + " |",
+                  "|---|---:|" + "---:|" * len(splits)]
+        for (m, i), by_split in sorted(data.curve.items(),
+                                       key=lambda kv: (_by_budget(kv[0][0]), kv[0][1])):
+            lines.append(f"| {m} | {i} | " + " | ".join(_fmt(by_split[s]) for s in splits)
+                         + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,47 @@
+"""The report's statistics: mean ± std over seeds, wins pooled over seeds, Fisher's exact
+test."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from hsl_tools.report.runs import Point
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def grouped(points: list[Point]) -> dict[tuple[str, int], list[Point]]:
+    groups: dict[tuple[str, int], list[Point]] = defaultdict(list)
+    for p in points:
+        groups[(p.method, p.demos)].append(p)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])))
+
+
+def values(points: list[Point], split: str, group: str = "all", score: bool = False
+            ) -> list[float]:
+    return [v for p in points if (v := (p.score if score else p.success)(split, group))
+            is not None]
+
+
+def wins(points: list[Point], splits: tuple[str, ...]) -> tuple[int, int]:
+    """(episodes won, episodes) over the points' evaluations of `splits`, seeds pooled."""
+    cells = [p.summary[s]["all"] for p in points for s in splits if s in p.summary]
+    return (round(sum(c["success"] * c["episodes"] for c in cells)),
+            round(sum(c["episodes"] for c in cells)))
+
+
+def fisher_exact(a: int, n: int, b: int, m: int) -> float:
+    """Two-sided p of Fisher's exact test for a wins of n against b wins of m: the chance,
+    if both won at one rate, of a split of the a + b wins at most as likely as this one."""
+    total = a + b
+
+    def chance(x: int) -> float:
+        return math.comb(n, x) * math.comb(m, total - x) / math.comb(n + m, total)
+
+    observed = chance(a) * (1 + 1e-9)  # tables as likely as this one, up to rounding
+    return min(1.0, sum(c for x in range(max(0, total - m), min(n, total) + 1)
+                        if (c := chance(x)) <= observed))
