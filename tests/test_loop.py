@@ -423,11 +423,24 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path: Path) -> None:
     assert holder(run) is None
 
 
-def test_one_process_may_train_in_both_precisions() -> None:
+def test_one_process_may_train_in_both_precisions(tmp_path: Path, tiny_model: Path,
+                                                  household: Household) -> None:
     """Accelerate refuses a second precision in one process; training in bf16 and then in
-    fp32 (a test suite, a notebook) gets a fresh accelerator state for each."""
-    from hsl_tools.train.loop import _accelerator
+    fp32 (a test suite, a notebook) gets a fresh accelerator state for each, and each step
+    really runs in its precision: the first step's loss (same weights, same batch) differs
+    by bf16's rounding, not more."""
+    from hsl_tools.agent import make_policy, rollout
+    from hsl_tools.train.config import TrainConfig
+    from hsl_tools.train.data import from_trajectory
+    from hsl_tools.train.loop import train
 
-    assert _accelerator("bf16").mixed_precision == "bf16"
-    assert _accelerator("no").mixed_precision == "no"
-    assert _accelerator("no").mixed_precision == "no"
+    demos = [from_trajectory(t, "ground_truth") for t in rollout(
+        household, household.task_ids("train", 4), make_policy("expert"), "train")]
+    losses = {}
+    for bf16 in (True, False, True):
+        config = TrainConfig(steps=1, batch_size=2, bf16=bf16, seed=3)
+        metrics = train(str(tiny_model), tmp_path / f"ckpt-{bf16}", config, demos, fresh=True)
+        losses.setdefault(bf16, []).append(metrics["loss"])
+    assert losses[True][0] == losses[True][1]  # bf16 again after fp32: the same step
+    assert losses[True][0] != losses[False][0]
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=0.02)

@@ -44,14 +44,6 @@ def token_logp(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor
     return -nll
 
 
-def action_logp(logp: torch.Tensor, batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:
-    """Summed log P per action: [B, n]; actions without labelled tokens get 0."""
-    action = batch["action_of"][:, 1:]
-    out = logp.new_zeros(logp.shape[0], n + 1)
-    out.scatter_add_(1, (action.clamp(min=-1) + 1), logp)  # column 0 collects the rest (0s)
-    return out[:, 1:]
-
-
 def demo_nll(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(1/T_d) * sum_t z_t * NLL(a_t) for each demo of the batch: [B]."""
     return -token_logp(model, batch).sum(dim=1) / batch["n_actions"]

@@ -13,12 +13,11 @@ from typing import Any
 from hsl_tools.envs.alfworld import games
 from hsl_tools.envs.alfworld.facts import Fact, achieved
 from hsl_tools.envs.alfworld.worker import GameWorker, Payload, WorkerError, WorkerPool
-from hsl_tools.envs.alfworld_family import AlfworldFamily
+from hsl_tools.envs.alfworld_family import TASK_MARK, AlfworldFamily
 from hsl_tools.envs.alfworld_family.goals import Goal
 from hsl_tools.envs.base import EnvError, StepResult, check_split
 from hsl_tools.records import Trajectory
 
-TASK_MARK = "\n\nYour task is to: "
 EXPERTS = ("walkthrough", "handcoded")
 
 
@@ -42,9 +41,9 @@ class AlfworldEpisode:
         """The game's latest state (the first use awaits the reset)."""
         if self._state is None:
             self._state = self._receive()
-            intro, _, task = self._state["feedback"].partition(TASK_MARK)
+            intro, _, task = self._state["feedback"].partition(f"\n\n{TASK_MARK} ")
             if not task:
-                raise WorkerError(f"{self.task_id}: no 'Your task is to:' in the first "
+                raise WorkerError(f"{self.task_id}: no '{TASK_MARK}' in the first "
                                   f"observation")
             goal = Goal.parse(task)
             self._start = (task.strip().rstrip("."), intro.strip(), self._state["walkthrough"],
