@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,21 +31,14 @@ from hsl_tools.llm.hf import load_pretrained
 from hsl_tools.progress import progress_bar
 from hsl_tools.records import Demo, Trajectory
 from hsl_tools.train.config import TrainConfig
-from hsl_tools.train.data import from_trajectory
-from hsl_tools.train.encode import Encoded, encode
-from hsl_tools.train.objectives import (
-    collate,
-    demo_nll,
-    dpo_loss,
-    hsl_loss,
-    sampling_weights,
-    sequence_logp,
-)
+from hsl_tools.train.encode import encode
+from hsl_tools.train.steps import make_step
 
 if TYPE_CHECKING:  # peft is imported only when LoRA is asked for
     from peft import PeftModel
 
 LOG = "train.jsonl"  # in the checkpoint folder: one line of metrics per step
+
 
 class EpochOrder:
     """Indices 0..n-1 in a fresh random order each epoch, forever; its position and the
@@ -144,30 +136,13 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
         optimizer.load_state_dict(torch.load(saved / "optimizer.pt", weights_only=True))
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-
-    def enc(demos: list[Demo], mask: bool) -> list[Encoded]:
-        return [encode(tokenizer, d, config.max_len, mask=mask) for d in demos]
-
     if not ground_truth:
         raise ValueError("no ground-truth demos to train on")
-    gt = enc(ground_truth, True)
+    gt = [encode(tokenizer, d, config.max_len) for d in ground_truth]
     gen = torch.Generator().manual_seed(config.seed)
     order = EpochOrder(len(gt), gen)
-    hindsight: list[Encoded] = []
-    weights = None
-    if config.objective == "hsl":
-        if not buffer:
-            raise ValueError("HSL needs a non-empty hindsight buffer")
-        hindsight = enc(buffer, config.mask)
-        weights = sampling_weights(buffer, config.alpha, config.uniform)
-        if weights.sum() <= 0:
-            raise ValueError("no demo in the buffer has a relevant action")
-    pairs: list[tuple[Encoded, Encoded]] = []
-    ref_model = None
-    if config.objective == "dpo":
-        pairs = _dpo_pairs(tokenizer, ground_truth, rejected or [], config.max_len)
-        ref_model, _ = load_pretrained(reference or model_dir, torch.float32)
-        ref_model.to(accelerator.device).eval().requires_grad_(False)
+    objective = make_step(config, tokenizer, accelerator, order, gt, ground_truth, buffer,
+                          rejected, reference or model_dir)
     total = config.steps or math.ceil(config.epochs * len(gt) / config.batch_size)
     done = state.get("step", 0)
     # a data-parallel run draws the same global batch in every process (one generator, one
@@ -177,7 +152,6 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
     micro = config.batch_size // passes
     mine = range(rank, passes, world)
     metrics: dict[str, float] = {}
-    pad = tokenizer.pad_token_id
     if state:  # last, so that nothing set up above draws from the restored generators
         _restore_rng(out, order)
 
@@ -197,40 +171,18 @@ def train(model_dir: str, out: Path, config: TrainConfig, ground_truth: list[Dem
                 group["lr"] = lr
             parts: dict[str, float] = {"loss": 0.0}
             tokens = 0
-            drawn = _draw(config, gen, order, weights, len(pairs))
+            drawn = objective.draw(gen, config.batch_size)
             for k in mine:
                 picked = {name: ids[k * micro:(k + 1) * micro] for name, ids in drawn.items()}
-                if config.objective == "dpo":
-                    chosen, rejected_ = zip(*[pairs[i] for i in picked["pairs"]], strict=True)
-                    batches = [collate(list(b), pad, accelerator.device)
-                               for b in (chosen, rejected_)]
-                    # the reference in the policy's precision: at step 1 the two are the
-                    # same model, so their margins must cancel exactly (bf16 against fp32
-                    # left a bias of ~0.02 nats in every pair)
-                    with torch.no_grad(), accelerator.autocast():
-                        ref = [sequence_logp(ref_model, b) for b in batches]
-                    pol = [sequence_logp(model, b) for b in batches]
-                    loss = dpo_loss(pol[0], pol[1], ref[0], ref[1], config.beta)
-                    _add_dpo_drift(parts, pol, ref, passes)
-                    tokens += sum(int(b["attention_mask"].sum()) for b in batches)
-                else:
-                    sft_batch = collate([gt[i] for i in picked["gt"]], pad, accelerator.device)
-                    sft = demo_nll(model, sft_batch)
-                    tokens += int(sft_batch["attention_mask"].sum())
-                    loss = sft.mean()
-                    parts["loss_sft"] = parts.get("loss_sft", 0.0) + sft.mean().item() / passes
-                    if config.objective == "hsl":
-                        hs_batch = collate([hindsight[i] for i in picked["hindsight"]], pad,
-                                           accelerator.device)
-                        hs = demo_nll(model, hs_batch)
-                        tokens += int(hs_batch["attention_mask"].sum())
-                        loss = hsl_loss(sft, hs, config.lam)
-                        parts["loss_hsl"] = parts.get("loss_hsl", 0.0) + hs.mean().item() / passes
+                loss, named, seen = objective.loss(model, picked)
                 # gradients sync once a step; scaled by the process count, which the mean
                 # over processes divides out again: the step's gradient is one process's
                 with _no_sync(accelerator, model, k != mine[-1]):
                     accelerator.backward(loss * world / passes)
                 parts["loss"] += loss.item() / passes
+                for name, value in named.items():
+                    parts[name] = parts.get(name, 0.0) + value / passes
+                tokens += seen
             optimizer.step()
             optimizer.zero_grad()
             parts, tokens = _summed(accelerator, parts, tokens)
@@ -292,45 +244,6 @@ def _restore_rng(out: Path, order: EpochOrder) -> None:
     torch.set_rng_state(saved["torch"])
     if torch.cuda.is_available() and saved.get("cuda") is not None:
         torch.cuda.set_rng_state_all(saved["cuda"])
-
-
-def _draw(config: TrainConfig, gen: torch.Generator, order: Iterator[int],
-          weights: torch.Tensor | None, n_pairs: int) -> dict[str, list[int]]:
-    """The indices one step trains on, drawn whole before it is cut into micro-batches, so
-    that `grad_accum` changes memory and speed, not which demos the step sees."""
-    n = config.batch_size
-    if config.objective == "dpo":
-        return {"pairs": torch.randint(n_pairs, (n,), generator=gen).tolist()}
-    drawn = {"gt": [next(order) for _ in range(n)]}
-    if config.objective == "hsl":
-        drawn["hindsight"] = torch.multinomial(weights, n, replacement=True,
-                                               generator=gen).tolist()
-    return drawn
-
-
-def _add_dpo_drift(parts: dict[str, float], policy: list[torch.Tensor],
-                   reference: list[torch.Tensor], micro_batches: int) -> None:
-    """How far the policy's log-likelihood of the chosen (expert) and rejected (agent) sides
-    has moved from the reference's, in nats per sequence, and how often chosen moved above
-    rejected. DPO only asks for the gap; both sides falling far (chosen too) is the collapse
-    that a too-large learning rate brings."""
-    chosen, rejected = (p.detach() - r for p, r in zip(policy, reference, strict=True))
-    for name, value in (("logp_chosen_drift", chosen.mean()),
-                        ("logp_rejected_drift", rejected.mean()),
-                        ("pair_accuracy", (chosen > rejected).float().mean())):
-        parts[name] = parts.get(name, 0.0) + value.item() / micro_batches
-
-
-def _dpo_pairs(tokenizer: PreTrainedTokenizerBase, ground_truth: list[Demo],
-               rejected: list[Trajectory], max_len: int) -> list[tuple[Encoded, Encoded]]:
-    """(expert demo, the agent's failed trajectory) for every task that has both."""
-    by_task = {d.task_id: d for d in ground_truth if d.task_id}
-    pairs = [(encode(tokenizer, by_task[t.task_id], max_len),
-              encode(tokenizer, from_trajectory(t, "self_imitation"), max_len))
-             for t in rejected if t.task_id in by_task and not t.success]
-    if not pairs:
-        raise ValueError("DPO needs failed agent trajectories on tasks that have expert demos")
-    return pairs
 
 
 def _trim_log(log: Path, step: int) -> None:
