@@ -3,17 +3,24 @@ returns data and the CLI stays a table of commands."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
+from rich.console import RenderableType
+from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from hsl_tools.envs.base import EnvError
 from hsl_tools.errors import one_line
 
 if TYPE_CHECKING:
+    from hsl_tools.records import Demo
     from hsl_tools.relabel.stages import StageStats
+    from hsl_tools.run_dir import RunDir
     from hsl_tools.run_status import RunStatus
 
 
@@ -109,3 +116,66 @@ def status_table(runs: dict[str, RunStatus]) -> Table:
     done = sum(s.stage == "done" for s in runs.values())
     table.caption = f"{done} of {len(runs)} run(s) done"
     return table
+
+
+def outcome_table(outcomes: dict[str, Counter[str]], title: str) -> Table:
+    """Evaluation episodes by what they came to (the environment's oracle), one row per
+    method: a failure that achieved something is HSL's raw material."""
+    from hsl_tools.report.runs import outcome_kinds
+
+    kinds = outcome_kinds(outcomes.values())
+    table = Table(title=title)
+    table.add_column("evaluation")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for name, counts in outcomes.items():
+        total = sum(counts.values()) or 1
+        table.add_row(name, *(f"{counts[k]} ({counts[k] / total:.0%})" for k in kinds))
+    return table
+
+
+def yield_table(lines: list[dict[str, Any]]) -> Table:
+    """Each HSL iteration's rollouts and what the relabeler made of them."""
+    table = Table(title="HSL iterations: the agent's rollouts, relabeled")
+    for column in ("iteration", "episodes", "won", "relabeled demos", "buffer", "loss"):
+        table.add_column(column, justify="right")
+    for m in lines:
+        table.add_row(str(m["iteration"]), str(m["trajectories"]), f"{m['success']:.0%}",
+                      str(m["new_demos"]), str(m["buffer"]), f"{m['loss']:.3f}")
+    return table
+
+
+def demo_panel(demo: Demo) -> Panel:
+    """A hindsight demo as the agent is trained on it: the relabeled goal, then each action,
+    those the masker found needed in bold (they carry the loss), the rest struck out."""
+    body = Text()
+    body.append(f"goal (relabeled): {demo.instruction}\n", style="bold")
+    for i, step in enumerate(demo.steps, 1):
+        body.append(f"{i:>3} > {step.action}", style="bold green" if step.relevant
+                    else "strike dim")
+        body.append("\n" if step.relevant else "   (masked: no loss)\n")
+    return Panel(body, title=f"{demo.id} · {demo.n_relevant} of {demo.n_actions} actions "
+                             "needed", title_align="left")
+
+
+def run_story(run: RunDir, methods: dict[str, str]) -> list[RenderableType]:
+    """What HSL changed in a finished run, beyond success: what each evaluation's episodes
+    came to, what the relabeler made of each iteration's rollouts, and one relabeled demo
+    as the agent is trained on it (`methods`: the run's evaluations by folder)."""
+    from hsl_tools.evaluate import EPISODES
+    from hsl_tools.records import Demo, read_records
+    from hsl_tools.report.runs import outcomes_of
+
+    shown: list[RenderableType] = []
+    outcomes = {method: outcomes_of(run.evaluation(name) / EPISODES)
+                for name, method in methods.items() if (run.evaluation(name) / EPISODES).exists()}
+    if outcomes:
+        shown.append(outcome_table(outcomes, "what the evaluation episodes came to (oracle)"))
+    if run.metrics.exists():
+        lines = [json.loads(x) for x in run.metrics.read_text(encoding="utf-8").splitlines()]
+        shown.append(yield_table(lines))
+    demos = [d for it in run.iterations()[-1:] if it.demos.exists()
+             for d in read_records(it.demos, Demo)]
+    if demos:
+        shown.append(demo_panel(min(demos, key=lambda d: d.n_relevant == d.n_actions)))
+    return shown

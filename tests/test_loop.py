@@ -84,6 +84,9 @@ def test_two_hsl_iterations(tmp_path: Path) -> None:
     args = two_iterations(run)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    # beyond success, what HSL did: each evaluation's episodes by outcome, each iteration's yield
+    assert "what the evaluation episodes came to" in result.output
+    assert "HSL iterations: the agent's rollouts, relabeled" in result.output
     for i in (1, 2):
         it = run / f"iter-{i:03d}"
         assert len(list(read_records(it / "agent.jsonl", Trajectory))) == 6

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hsl_tools.cli.options import Seed, console, err_console
-from hsl_tools.present import status_table, success_table
+from hsl_tools.present import run_story, status_table, success_table
 
 
 def _wrote(files: list[Path], out: Path) -> None:
@@ -103,8 +103,11 @@ def iterate(
     from hsl_tools.iterate import run_recipe
     from hsl_tools.recipe import load_recipe
 
-    evals = run_recipe(load_recipe(recipe, set_), console)
+    the_recipe = load_recipe(recipe, set_)
+    evals = run_recipe(the_recipe, console)
     console.print(success_table(evals, f"success rate: {recipe}"))
+    for shown in run_story(the_recipe.folder, the_recipe.methods()):
+        console.print(shown)
 
 
 def grid(

@@ -190,7 +190,7 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
                           env=recipe.run.env)
             episodes = folder.evaluation(name) / EPISODES
             if oracle and episodes.exists():
-                _add_outcomes(point.outcomes, episodes)
+                point.outcomes.update(outcomes_of(episodes))
             record.points.append(point)
     final = methods.get(EVAL_FINAL)
     label = f"{final}, {demos} demos"
@@ -246,11 +246,10 @@ def pool(records: dict[str, RunRecord]) -> RunData:
     return data
 
 
-def _add_outcomes(counts: Counter[str], episodes: Path) -> None:
+def outcomes_of(episodes: Path) -> Counter[str]:
     """Evaluation episodes by outcome, as their environment tells it from its oracle."""
     with Environments() as envs:
-        for t in read_records(episodes, Trajectory):
-            counts[envs[t.env].outcome(t)] += 1
+        return Counter(envs[t.env].outcome(t) for t in read_records(episodes, Trajectory))
 
 
 ROLLOUT_BLOCK = 10  # iterations per row of the rollout table
