@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from hsl_tools.run_status import RunStatus
 
 
+def titled(title: str) -> Table:
+    """A table whose title stays on one line: a narrow table (one outcome column) would
+    otherwise wrap its title to its own width."""
+    return Table(title=title, min_width=len(title) + 4)
+
+
 def success_line(summary: dict) -> str:
     """A summary in one line: "seen 7.8%, unseen 3.1%"."""
     return ", ".join(f"{split} {cells['all']['success']:.1%}" for split, cells in summary.items())
@@ -34,7 +40,7 @@ def summary_table(summary: dict[str, dict[str, dict[str, float]]], title: str,
     """Rows: goal types (then all); columns: success per split, with episode counts, and with
     `scored` (an environment whose rewards give partial credit) the score, 100 x mean
     reward."""
-    table = Table(title=title)
+    table = titled(title)
     table.add_column("goal type")
     splits = list(summary)
     for split in splits:
@@ -61,7 +67,7 @@ def percent(rate: float | None) -> str:
 
 
 def check_table(report: dict, title: str) -> Table:
-    table = Table(title=title)
+    table = titled(title)
     for column in ("goal type", "named", "true", "precision", "recall", "S(k) exact"):
         table.add_column(column, justify="left" if column == "goal type" else "right")
     rows = list(report["per_type"].items()) + [("all", report["overall"])]
@@ -92,7 +98,7 @@ def stage_lines(stats: StageStats, out: Path, what: str, failures: Path) -> list
 
 def success_table(evals: dict[str, Any], title: str) -> Table:
     """Success per split (columns) of each evaluation of a run (rows)."""
-    table = Table(title=title)
+    table = titled(title)
     splits = sorted({s for summary in evals.values() for s in summary})
     table.add_column("checkpoint")
     for split in splits:
@@ -124,7 +130,7 @@ def outcome_table(outcomes: dict[str, Counter[str]], title: str) -> Table:
     from hsl_tools.report.runs import outcome_kinds
 
     kinds = outcome_kinds(outcomes.values())
-    table = Table(title=title)
+    table = titled(title)
     table.add_column("evaluation")
     for kind in kinds:
         table.add_column(kind, justify="right")
@@ -136,7 +142,7 @@ def outcome_table(outcomes: dict[str, Counter[str]], title: str) -> Table:
 
 def yield_table(lines: list[dict[str, Any]]) -> Table:
     """Each HSL iteration's rollouts and what the relabeler made of them."""
-    table = Table(title="HSL iterations: the agent's rollouts, relabeled")
+    table = titled("HSL iterations: the agent's rollouts, relabeled")
     for column in ("iteration", "episodes", "won", "relabeled demos", "buffer", "loss"):
         table.add_column(column, justify="right")
     for m in lines:

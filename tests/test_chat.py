@@ -43,21 +43,3 @@ def test_render_alternates_actions_and_observations() -> None:
     assert react[2]["content"] == "Thought: cold things live here\nAction: go to fridge 1"
     assert parse_reply(react[2]["content"]) == ("cold things live here", "go to fridge 1")
 
-
-def test_a_relabeled_demo_shows_which_actions_carry_the_loss() -> None:
-    from rich.console import Console
-
-    from hsl_tools.present import demo_panel
-    from hsl_tools.records import Demo, DemoStep
-
-    demo = Demo(id="d", source="hindsight", instruction="put a mug in fridge",
-                initial_observation="You are in the middle of a room.",
-                steps=[DemoStep(action="go to desk 1", observation="...", relevant=False),
-                       DemoStep(action="take mug 1 from desk 1", observation="...")])
-    console = Console(record=True, width=100)
-    console.print(demo_panel(demo))
-    text = console.export_text()
-    assert "1 of 2 actions needed" in text
-    assert "go to desk 1   (masked: no loss)" in text
-    assert "take mug 1 from desk 1" in text
-    assert "take mug 1 from desk 1   (masked" not in text
