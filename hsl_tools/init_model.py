@@ -105,12 +105,14 @@ def build(out: Path, preset: str = "tiny", tokenizer: str = "env", vocab_size: i
 
 
 def build_scratch(out: Path, preset: str = "tiny", tokenizer: str = "env",
-                  vocab_size: int = 2048, env: str = "household", seed: int = 0) -> int:
-    """Build and save a randomly initialised Llama; returns its parameter count."""
+                  vocab_size: int = 2048, env: str = "household", seed: int = 0,
+                  episodes: int = 400) -> int:
+    """Build and save a randomly initialised Llama; returns its parameter count (an env
+    tokenizer learns from `episodes` expert and random episodes)."""
     if preset not in PRESETS:
         raise ModelError(f"unknown preset {preset!r} (valid: {', '.join(PRESETS)})")
     if tokenizer == "env":
-        tok = train_tokenizer(env_corpus(env), vocab_size)
+        tok = train_tokenizer(env_corpus(env, episodes), vocab_size)
     elif tokenizer == "smollm2":
         tok = smollm2_tokenizer()
     else:

@@ -4,6 +4,7 @@ processes, and the rule relabeler judged against the facts. Games come from ../s
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 import pytest
@@ -105,6 +106,32 @@ def test_workers_are_recycled(alfworld: Alfworld) -> None:
         assert pids[0] == pids[1] != pids[2]
     finally:
         env.close()
+
+
+def played(env: Alfworld, task: str, steps: int, seed: int) -> list[tuple]:
+    """Everything a worker reports along random admissible play: feedback, admissible
+    commands, facts (as a set: textworld's order follows the process's hash seed)."""
+    rng, episode, seen = random.Random(seed), env.reset(task), []
+    for _ in range(steps):
+        state = episode.state
+        seen.append((state["feedback"], state["admissible"], sorted(map(tuple, state["facts"]))))
+        if episode.step(rng.choice(state["admissible"])).done:
+            break
+    episode.close()
+    return seen
+
+
+def test_memoized_textworld_plays_the_same_games(alfworld: Alfworld) -> None:
+    """memo.py caches textworld's parses and PDDL translations, and workers fork from a
+    forkserver; a game must not notice."""
+    from hsl_tools.envs.alfworld import Alfworld
+
+    shipped = Alfworld(fast=False)
+    try:
+        for i, task in enumerate(one_game_per_type(alfworld, "seen")[:2]):
+            assert played(alfworld, task, 15, i) == played(shipped, task, 15, i)
+    finally:
+        shipped.close()
 
 
 def test_unknown_game_and_missing_data(alfworld: Alfworld, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -130,9 +130,9 @@ class Alfworld(AlfworldFamily):
     name = "alfworld"
     splits = tuple(games.SPLIT_FOLDERS)
 
-    def __init__(self, max_steps: int = 40, max_loads: int = 25) -> None:
+    def __init__(self, max_steps: int = 40, max_loads: int = 25, fast: bool = True) -> None:
         self.max_steps = max_steps
-        self.pool = WorkerPool(max_loads)
+        self.pool = WorkerPool(max_loads, fast)
         self._splits: dict[str, str] = {}
 
     @staticmethod

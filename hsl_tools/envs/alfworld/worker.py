@@ -1,9 +1,12 @@
 """ALFWorld games played in worker processes.
 
-A reset takes 0.5-7 s and a step 30-200 ms of pure Python, and one process that loads many
+A reset takes 0.5-7 s and a step 30-200 ms of pure Python (less than half of both with
+textworld's parses memoized: memo.py), and one process that loads many
 games grows to GBs; so each running game lives in its own process, episodes in a batch step in
-parallel, and a process is replaced after `max_loads` games. Workers start with `spawn`, so
-they are safe beside CUDA, vLLM or torch threads in the parent.
+parallel, and a process is replaced after `max_loads` games. Workers are forked from a
+forkserver that has imported textworld once (a spawned worker took ~0.6 s to import it
+again), so they start in milliseconds and are safe
+beside CUDA, vLLM or torch threads in the parent, as spawned ones are.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from hsl_tools.envs.alfworld.facts import PREDICATES
+from hsl_tools.envs.alfworld.memo import memoize_textworld
 from hsl_tools.envs.base import EnvError
 
 Payload = dict[str, Any]
+# what the forkserver imports before it forks workers. A worker still imports the parent's
+# main module as multiprocessing does (`hsl` is light; a script that imports torch at the top
+# costs each worker ~1.5 s).
+PRELOAD = ["textworld", "alfworld.agents.environment.alfred_tw_env",
+           "alfworld.agents.expert", __name__]
 
 
 class WorkerError(EnvError):
@@ -41,7 +50,7 @@ def _expert_plan(expert: Any, state: Any, command: str) -> list[str]:
     return [action if action in state["admissible_commands"] else "look"]
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, fast: bool) -> None:
     """The worker's loop: ("load", game file) or ("step", command) in, a payload out."""
     import random
 
@@ -49,6 +58,8 @@ def _serve(conn: Connection) -> None:
     from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
     from alfworld.agents.expert import HandCodedTWAgent
 
+    if fast:
+        memoize_textworld()
     infos = textworld.EnvInfos(won=True, admissible_commands=True, facts=True,
                                extras=["walkthrough"])
     env = None
@@ -85,12 +96,21 @@ def _serve(conn: Connection) -> None:
             return
 
 
+def _context() -> mp.context.BaseContext:
+    """Forkserver where the platform has it (Linux, macOS), spawn elsewhere."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
 class GameWorker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, context: mp.context.BaseContext) -> None:
+    def __init__(self, context: mp.context.BaseContext, fast: bool = True) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, fast), daemon=True)
         self.process.start()
         child.close()
         self.loads = 0
@@ -124,11 +144,12 @@ class GameWorker:
 
 
 class WorkerPool:
-    """Idle workers kept for the next game; one that has loaded `max_loads` games is replaced."""
+    """Idle workers kept for the next game; one that has loaded `max_loads` games is replaced.
+    `fast=False`: textworld as shipped, in spawned workers (the benchmark's "before")."""
 
-    def __init__(self, max_loads: int = 25) -> None:
-        self.max_loads = max_loads
-        self.context = mp.get_context("spawn")
+    def __init__(self, max_loads: int = 25, fast: bool = True) -> None:
+        self.max_loads, self.fast = max_loads, fast
+        self.context = _context() if fast else mp.get_context("spawn")
         self.idle: list[GameWorker] = []
 
     def acquire(self) -> GameWorker:
@@ -137,7 +158,7 @@ class WorkerPool:
             if worker.loads < self.max_loads and worker.process.is_alive():
                 return worker
             worker.close()
-        return GameWorker(self.context)
+        return GameWorker(self.context, self.fast)
 
     def release(self, worker: GameWorker) -> None:
         self.idle.append(worker)
