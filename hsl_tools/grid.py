@@ -102,7 +102,7 @@ def run_grid(path: Path, console: Console, only: list[str] | None = None,
     return [Path(r.run.dir) for r in chosen.values()]
 
 
-def _copy_start(donor: Path, recipe: Recipe) -> None:
+def copy_start(donor: Path, recipe: Recipe) -> None:
     """Hand a finished SFT stage (model, demos, checkpoint, its evaluation) to another run,
     with its recipe.json, so that `hsl report` reads it as a run before it starts. Each item
     is copied beside its place and renamed in, so a killed copy leaves no half. What made the
@@ -191,7 +191,7 @@ def _run_all(recipes: dict[str, Recipe], groups: list[list[str]], jobs: int,
     def unlock(group: list[str]) -> list[str]:
         """Hand a finished SFT stage to its group; returns the runs with work left."""
         for name in group:
-            _copy_start(Path(recipes[group[0]].run.dir), recipes[name])
+            copy_start(Path(recipes[group[0]].run.dir), recipes[name])
         return [n for n in group if not finished(recipes[n])]
 
     trained = [g for g in groups if finished(recipes[g[0]], until_sft=True)]

@@ -67,7 +67,7 @@ def _run_stages(recipe: Recipe, env: Environment, console: Console, until_sft: b
     for i in range(1, h.iterations + 1):
         step = run.iteration(i)
         if not step.done:
-            line = _iteration(recipe, env, run, step, checkpoint, ground_truth)
+            line = run_iteration(recipe, env, run, step, checkpoint, ground_truth)
             if recipe.eval.every and i % recipe.eval.every == 0 and i != h.iterations:
                 evaluate_at(step.eval_name, step.eval, step.ckpt)
                 line["eval"] = evals[step.eval_name]
@@ -151,9 +151,10 @@ def _starting_model(recipe: Recipe, run: RunDir, console: Console) -> str:
     return str(folder)
 
 
-def _iteration(recipe: Recipe, env: Environment, run: RunDir, step: Iteration,
-               checkpoint: Path, ground_truth: list[Demo]) -> dict[str, Any]:
-    """collect b trajectories -> relabel -> mask -> push to the buffer -> k training steps."""
+def run_iteration(recipe: Recipe, env: Environment, run: RunDir, step: Iteration,
+                  checkpoint: Path, ground_truth: list[Demo]) -> dict[str, Any]:
+    """One HSL iteration, resumable: collect b trajectories -> relabel -> mask -> push to the
+    buffer -> k training steps from `checkpoint`; returns its metrics line."""
     h, i = recipe.hsl, step.number
     step.path.mkdir(parents=True, exist_ok=True)
     if h.data == "none":  # the control: no rollouts, no buffer

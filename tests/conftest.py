@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    import torch
+
     from hsl_tools.envs.alfworld import Alfworld
     from hsl_tools.envs.household import Household
     from hsl_tools.envs.webshop import WebShop
@@ -31,6 +33,12 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its shutdown chatter out
 os.environ.setdefault("HSL_READ_TIMEOUT", "900")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def said(output: str) -> str:
+    """A command's output with its line wrapping undone: rich wraps at the width of whatever
+    runs the suite (80 columns off a terminal), so a phrase may break anywhere."""
+    return " ".join(output.split())
 
 
 def need(module: str) -> None:
@@ -137,3 +145,16 @@ def openai_server(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     log = tmp_path_factory.mktemp("server") / "server.log"
     with vllm_server(smollm2, name="smollm2", log=log) as url:
         yield url
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A saved model's tensors by name."""
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def changed(a: Path, b: Path) -> bool:
+    """Whether training moved any weight between two saved models."""
+    wa, wb = weights(a), weights(b)
+    return any(not wa[k].equal(wb[k]) for k in wa)

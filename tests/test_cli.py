@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import said
 from hsl_tools.cli import COMMANDS, app
 from hsl_tools.records import Trajectory, read_records
 
@@ -31,7 +32,7 @@ def test_collect_expert_writes_successful_trajectories(tmp_path: Path) -> None:
         f"train-{i:05d}" for i in range(12)]
     assert all(t.success and t.reward == 1.0 and t.policy == "expert" for t in trajectories)
     assert all("Your task is to" not in t.initial_observation for t in trajectories)
-    assert "12 new" in result.output
+    assert "12 new" in said(result.output)
 
 
 def test_collect_resumes_without_redoing_finished_tasks(tmp_path: Path) -> None:
@@ -42,7 +43,7 @@ def test_collect_resumes_without_redoing_finished_tasks(tmp_path: Path) -> None:
     lines = [json.loads(line) | {"mark": i} for i, line in enumerate(out.read_text().splitlines())]
     out.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = runner.invoke(app, ["collect", "--policy", "random", "-n", "6", "--out", str(out)])
-    assert result.exit_code == 0 and "2 new, 4 resumed" in result.output
+    assert result.exit_code == 0 and "2 new, 4 resumed" in said(result.output)
     records = list(read_records(out, Trajectory))
     assert len(records) == 6
     assert sorted(r.model_extra.get("mark", -1) for r in records) == [-1, -1, 0, 1, 2, 3]
@@ -75,8 +76,8 @@ def test_show_lists_oracle_goals(tmp_path: Path) -> None:
     runner.invoke(app, ["collect", "-n", "1", "--out", str(out)])
     result = runner.invoke(app, ["show", str(out), "--oracle"])
     goal = next(read_records(out, Trajectory)).meta["goal"]
-    assert result.exit_code == 0 and "achieved (oracle)" in result.output
-    assert goal in " ".join(result.output.split())
+    assert result.exit_code == 0 and "achieved (oracle)" in said(result.output)
+    assert goal in said(result.output)
 
 
 def test_show_achieving_skips_trajectories_without_goals(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_show_achieving_skips_trajectories_without_goals(tmp_path: Path) -> None
     result = runner.invoke(app, ["show", str(out), "--achieving", "--limit", "30"])
     assert result.exit_code == 0
     shown = result.output.count("achieved (oracle)")
-    assert 0 < shown < 30 and "achieved (oracle): nothing" not in result.output
+    assert 0 < shown < 30 and "achieved (oracle): nothing" not in said(result.output)
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -97,5 +98,5 @@ def test_every_command_explains_itself_at_80_columns(command: str) -> None:
     assert "<bool>" not in result.output and "BOOLEAN" not in result.output
     assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
     if command == "collect":
-        assert "[default: the environment's: 40, WebShop 10]" in " ".join(result.output.split())
+        assert "[default: the environment's: 40, WebShop 10]" in said(result.output)
         assert "--react / --no-react" in result.output

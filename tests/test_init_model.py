@@ -18,7 +18,7 @@ from hsl_tools.records import Step
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from hsl_tools.llm.base import Conversation
+    from hsl_tools.llm.base import ChatModel, Conversation
 
 CHAT = render("put a mug in fridge", "You are in the middle of a room.",
               [Step(action="go to fridge 1", observation="You arrive at fridge 1."),
@@ -71,35 +71,56 @@ def test_smollm2_converts_with_our_template(smollm2: Path) -> None:
     assert assistant_text(tokenizer, CHAT) == "go to fridge 1<|im_end|>open fridge 1<|im_end|>"
 
 
-def test_vllm_loads_the_tiny_model(tiny_model: Path) -> None:
-    need("vllm")
-    from hsl_tools.llm.base import GenerationParams
-    from hsl_tools.llm.vllm_backend import VLLMChatModel
-
-    model = VLLMChatModel(str(tiny_model), max_model_len=1024)
-    replies = model.generate([CHAT[:2]] * 2, GenerationParams(max_new_tokens=4))
-    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
-
-
-def test_vllm_applies_a_lora_adapter(tiny_model: Path, tmp_path: Path) -> None:
-    need("vllm")
+@pytest.fixture(scope="module")
+def adapted(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A LoRA adapter trained on the tiny model hard enough to change its greedy reply to
+    CHAT (30 steps at lr 1e-2 on household demos), and the adapter merged into a copy of the
+    model by peft: (adapter, merged)."""
+    from peft import PeftModel
     from typer.testing import CliRunner
 
     from hsl_tools.cli import app
-    from hsl_tools.llm.base import GenerationParams
+
+    tmp = tmp_path_factory.mktemp("adapted")
+    runner = CliRunner()
+    demos, adapter, merged = tmp / "expert.jsonl", tmp / "adapter", tmp / "merged"
+    assert runner.invoke(app, ["collect", "-n", "8", "--out", str(demos)]).exit_code == 0
+    result = runner.invoke(app, ["train", "-m", str(tiny_model), "-d", str(demos), "-o",
+                                 str(adapter), "--steps", "30", "--batch-size", "4", "--lr",
+                                 "1e-2", "--lora-r", "4", "--no-merge"])
+    assert result.exit_code == 0, result.output
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    PeftModel.from_pretrained(base, adapter).merge_and_unload().save_pretrained(merged)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(merged)
+    return adapter, merged
+
+
+def greedy(model: ChatModel | str) -> str:
+    """A model's (or a spec's) greedy reply to CHAT's first turn."""
+    from hsl_tools.llm.base import GenerationParams, make_chat_model
+
+    if isinstance(model, str):
+        model = make_chat_model(model)
+    return model.generate([CHAT[:2]], GenerationParams(max_new_tokens=6))[0]
+
+
+def test_vllm_generates_what_transformers_does(adapted: tuple[Path, Path]) -> None:
+    need("vllm")
+    merged = adapted[1]
+    reply = greedy(f"hf:{merged}")
+    assert reply  # trained on actions, it says one
+    assert greedy(f"vllm:{merged}?max_model_len=1024") == reply
+
+
+def test_vllm_applies_a_lora_adapter(tiny_model: Path, adapted: tuple[Path, Path]) -> None:
+    """With the adapter, vLLM answers as the merged model does, not as the base model."""
+    need("vllm")
     from hsl_tools.llm.vllm_backend import VLLMChatModel
 
-    runner = CliRunner()
-    demos = tmp_path / "expert.jsonl"
-    assert runner.invoke(app, ["collect", "-n", "4", "--out", str(demos)]).exit_code == 0
-    adapter = tmp_path / "adapter"
-    assert runner.invoke(app, ["train", "-m", str(tiny_model), "-d", str(demos), "-o",
-                               str(adapter), "--steps", "1", "--batch-size", "2",
-                               "--lora-r", "4", "--no-merge"]).exit_code == 0
-    model = VLLMChatModel(str(tiny_model), max_model_len=1024, lora=str(adapter))
-    assert model.spec.endswith(f"+lora:{adapter}")
-    replies = model.generate([CHAT[:2]], GenerationParams(max_new_tokens=4))
-    assert len(replies) == 1 and isinstance(replies[0], str)
+    adapter, merged = adapted
+    assert greedy(f"hf:{merged}") != greedy(f"hf:{tiny_model}")
+    with_adapter = VLLMChatModel(str(tiny_model), max_model_len=1024, lora=str(adapter))
+    assert greedy(with_adapter) == greedy(f"hf:{merged}")
 
 
 def test_the_llama_1b_preset_is_shaped_as_llama_3_2_1b() -> None:

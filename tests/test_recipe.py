@@ -3,16 +3,20 @@ named in one error, before anything runs; `--set` overrides are TOML values."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hsl_tools.cli import app
-from hsl_tools.recipe import load_recipe, parse_sets
+from hsl_tools.grid import load_grid
+from hsl_tools.recipe import Recipe, finished, load_recipe, parse_sets
+from hsl_tools.records import write_json
 from hsl_tools.run_dir import RunDir
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "household-tiny.toml"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPE = RECIPES / "household-tiny.toml"
 
 
 def test_sets_are_toml_values_and_bare_words_are_strings() -> None:
@@ -58,3 +62,27 @@ def test_a_run_folder_lists_its_iterations_in_order(tmp_path: Path) -> None:
     assert run.iteration(2).eval_name == "iter-002/eval"
     assert [name for _, name, _ in run.evaluations(2)] == [
         "eval-sft", "iter-001/eval", "iter-002/eval", "eval-final", "eval-dpo"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates_and_its_header_says_how_to_run_it(path: Path) -> None:
+    """A typo in a shipped recipe (unknown keys are refused) fails here, not hours into a run."""
+    header = path.read_text(encoding="utf-8").split("\n\n")[0]
+    assert re.search(r"^# Run[^:]*: +(just|hsl) ", header, re.M), path.name
+    if path.name.startswith("grid-"):
+        grid, recipes = load_grid(path)
+        assert len(recipes) == len(grid.cells) * len(grid.seeds)
+    else:
+        assert load_recipe(path).run.dir.startswith("runs/")
+
+
+def test_a_run_is_finished_when_its_last_evaluation_is_written(tmp_path: Path) -> None:
+    recipe = Recipe.model_validate({"run": {"dir": str(tmp_path)}, "hsl": {"iterations": 2},
+                                    "dpo": {"steps": 5}})
+    write_json(tmp_path / "eval-final" / "summary.json", {})
+    assert not finished(recipe)  # DPO comes after the HSL iterations
+    write_json(tmp_path / "eval-dpo" / "summary.json", {})
+    assert finished(recipe)
+    write_json(tmp_path / "eval-sft" / "summary.json", {})
+    assert finished(recipe, until_sft=True)

@@ -12,15 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from rich.text import Text
 
 from hsl_tools.cli.files import export_cmd, import_cmd, merge
-from hsl_tools.cli.options import err_console
+from hsl_tools.cli.options import print_error
 from hsl_tools.cli.relabeling import mask, relabel, relabel_check
 from hsl_tools.cli.rollouts import collect, evaluate, init_model, serve, show
 from hsl_tools.cli.training import grid, iterate, report_cmd, train_cmd
 from hsl_tools.envs.base import EnvError
-from hsl_tools.errors import one_line
 from hsl_tools.records import RecordError
 from hsl_tools.run_lock import FolderInUse
 
@@ -55,6 +53,5 @@ def main() -> None:
     try:
         app()
     except (RecordError, ValueError, OSError, EnvError, FolderInUse) as e:
-        err_console.print(Text.assemble(("error: ", "bold red"), one_line(e)),
-                          highlight=False, soft_wrap=True)
+        print_error(e)
         sys.exit(2)

@@ -6,9 +6,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from hsl_tools.errors import one_line
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_error(error: BaseException) -> None:
+    """An expected failure as one line on stderr, however narrow the terminal."""
+    err_console.print(Text.assemble(("error: ", "bold red"), one_line(error)), highlight=False,
+                      soft_wrap=True)
+
 
 Env = Annotated[str, typer.Option("--env", "-e", metavar="NAME", help=(
     "Environment: household (embedded), alfworld (the alfworld extra and $ALFWORLD_DATA) or "

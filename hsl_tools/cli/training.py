@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hsl_tools.cli.options import Seed, console, err_console
+from hsl_tools.cli.options import Seed, console, print_error
 from hsl_tools.present import run_story, status_table, success_table
 
 
@@ -147,7 +147,7 @@ def grid(
     try:
         runs = run_grid(path, console, only, jobs, seed)
     except GridFailed as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        print_error(e)
         raise typer.Exit(2) from None
     if report is not None:
         from hsl_tools.report import update_report

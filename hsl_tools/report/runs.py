@@ -64,7 +64,7 @@ class RunRecord(BaseModel):
     gt_types: Counter[str] = Counter()
     relabeled_types: Counter[str] = Counter()
     relabel_counts: dict[str, Counter[str]] = {}
-    # (method label, first iteration of a block of ten, rollout counts; see `_add_rollouts`)
+    # (method label, first iteration of a block of ten, rollout counts; see `rollout_counts`)
     rollouts: list[tuple[str, int, Counter[str]]] = []
 
 
@@ -91,7 +91,7 @@ class RunData:
     relabel_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     # ("method, N demos") -> evaluation episodes by outcome (the environment's), all splits
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    # ("method, N demos", first iteration of a block of ten) -> rollout counts (`_add_rollouts`)
+    # ("method, N demos", first iteration of a block of ten) -> rollout counts (`rollout_counts`)
     rollouts: dict[tuple[str, int], Counter[str]] = field(
         default_factory=lambda: defaultdict(Counter))
 
@@ -201,8 +201,8 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
                                for t in read_records(folder.expert, Trajectory))
     for it in folder.iterations():
         if final and it.done and it.agent.exists():
-            counts: Counter[str] = Counter(last=it.number)
-            _add_rollouts(counts, it)
+            counts = rollout_counts(it)
+            counts["last"] = it.number
             first = (it.number - 1) // ROLLOUT_BLOCK * ROLLOUT_BLOCK + 1
             record.rollouts.append((label, first, counts))
         if it.demos.exists():
@@ -255,15 +255,17 @@ def outcomes_of(episodes: Path) -> Counter[str]:
 ROLLOUT_BLOCK = 10  # iterations per row of the rollout table
 
 
-def _add_rollouts(counts: Counter[str], iteration: Iteration) -> None:
-    """Count a finished iteration's training rollouts: episodes, wins, steps, steps that had
-    no effect, and goals the relabeler named (what HSL turns into demos)."""
+def rollout_counts(iteration: Iteration) -> Counter[str]:
+    """A finished iteration's training rollouts counted: episodes, wins, steps, steps that
+    had no effect, and goals the relabeler named (what HSL turns into demos)."""
+    counts: Counter[str] = Counter()
     for t in read_records(iteration.agent, Trajectory):
         counts.update(episodes=1, won=int(t.success), steps=len(t.steps),
                       nothing=sum(s.observation.strip() == env_class(t.env).no_effect
                                   for s in t.steps))
     if iteration.goals.exists():
         counts["goals"] += sum(1 for _ in read_records(iteration.goals, GoalRecord))
+    return counts
 
 
 def _add_curve(record: RunRecord, run: RunDir, method: str, iterations: int) -> None:
