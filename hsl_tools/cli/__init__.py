@@ -41,8 +41,12 @@ COMMANDS: dict[str, Callable[..., Any]] = {
 }
 
 # plain help (no rich markup: "[default: …]" in a help text stays as written)
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, add_completion=False)
+app = typer.Typer(help=(
+    "Hindsight Supervised Learning for LLM agents: roll out, relabel what the agent achieved, "
+    "mask what did not matter, train; each stage reads and writes JSONL. "
+    "Start with `just demo`; `hsl COMMAND --help` explains a stage."),
+    no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    add_completion=False)
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)
 

@@ -27,8 +27,9 @@ def train_cmd(
     buffer: Annotated[Path | None, typer.Option(help="Hindsight buffer D' (JSONL, FIFO).")
                       ] = None,
     add: Annotated[list[Path] | None, typer.Option(
-        help="Demos to push into the buffer first (hindsight demos; or trajectories, whose "
-             "successes enter as self-imitation demos).")] = None,
+        metavar="FILE", help="Demos to push into the buffer first (hindsight demos; or "
+                             "trajectories, whose successes enter as self-imitation demos).")
+    ] = None,
     capacity: Annotated[int, typer.Option(help="Buffer size N.")] = 100,
     rejected: Annotated[Path | None, typer.Option(
         help="DPO: the agent's trajectories; failed ones pair with the expert demo of the "
@@ -92,7 +93,8 @@ def train_cmd(
 def iterate(
     recipe: Annotated[Path, typer.Argument(help="Recipe TOML (see recipes/).")],
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a recipe value: section.key=value (TOML value), repeatable.")
+        "--set", metavar="SECTION.KEY=VALUE",
+        help="Override a recipe value (the value in TOML), repeatable.")
     ] = None,
 ) -> None:
     """Run a recipe's whole loop: SFT, then HSL iterations, evaluating along the way.
@@ -113,8 +115,10 @@ def iterate(
 def grid(
     path: Annotated[Path, typer.Argument(help="Grid TOML (see recipes/grid-household.toml).")],
     only: Annotated[list[str] | None, typer.Option(
-        help="Run only the runs whose name starts with this (repeatable).")] = None,
+        metavar="PREFIX", help="Run only the runs whose name starts with this (repeatable).")
+    ] = None,
     seed: Annotated[list[int] | None, typer.Option(
+        metavar="SEED",
         help="Run only the runs of this seed (repeatable): one seed's row of every cell.")
     ] = None,
     report: Annotated[Path | None, typer.Option(
