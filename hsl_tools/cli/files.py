@@ -50,6 +50,7 @@ def merge(
     id repeats. Their failures, replies and skipped lists are joined too. For eval parts, join
     the eval.jsonl files into FOLDER/eval.jsonl, then run the same hsl eval with --out FOLDER:
     it plays nothing and writes the whole summary.
+
     Example: hsl merge runs/p1.jsonl runs/p2.jsonl --out runs/all.jsonl
     """
     from hsl_tools.shards import merge as run

@@ -58,6 +58,7 @@ def relabel(
 
     One record per (trajectory, goal), the trajectory cut at S(k); goal-less ones are dropped.
     Replies that never parse go to OUT's .failures.jsonl.
+
     Example: hsl relabel runs/x/agent.jsonl --out runs/x/goals.jsonl --relabeler rules
     """
     from hsl_tools.relabel.relabelers import make_relabeler
@@ -83,6 +84,7 @@ def mask(
     """Action relevance: label each action of each relabeled prefix as needed (z=1) or not.
 
     Writes hindsight demos; each shows n_relevant (n_d) and n_actions (T_d).
+
     Example: hsl mask runs/x/goals.jsonl --out runs/x/demos.jsonl --relabeler rules
     """
     from hsl_tools.relabel.relabelers import make_relabeler

@@ -76,6 +76,7 @@ def collect(
     """Roll a policy out on tasks of a split and write one trajectory per task.
 
     Re-running with the same OUT resumes: tasks already in it are skipped.
+
     Example: hsl collect --env household --split train --policy expert -n 200 --out demos.jsonl
     """
     environment = make_env(env, max_steps=max_steps)
@@ -106,6 +107,7 @@ def evaluate(
     """Measure a policy: success per split and goal type, by running it.
 
     Writes OUT/eval.jsonl (one line per episode) and OUT/summary.json, prints a table.
+
     Example: hsl eval --policy hf:runs/tiny --split seen,unseen -n 50
     """
     environment = make_env(env, max_steps=max_steps)

@@ -100,6 +100,7 @@ def iterate(
     """Run a recipe's whole loop: SFT, then HSL iterations, evaluating along the way.
 
     Each stage's output lives in the run folder; re-running continues a killed run.
+
     Example: hsl iterate recipes/household-tiny.toml --set hsl.mask=false --set run.dir=runs/nm
     """
     from hsl_tools.iterate import run_recipe
@@ -176,7 +177,9 @@ def report_cmd(
     OUT/runs.json keeps each run's share, so a later report needs no run folder for it.
 
     Example: hsl report runs/grid/* --out docs/results
-    Example: hsl report docs/results/runs.json runs/grid/*-s2026 --out docs/results
+
+    Adding a seed to an earlier report: hsl report docs/results/runs.json runs/grid/*-s2026
+    --out docs/results
     """
     from hsl_tools.report import write_report
 
