@@ -93,6 +93,7 @@ bench:
     python benchmarks/bench_relabel.py
     python benchmarks/bench_train.py
     python benchmarks/bench_threads.py
+    python benchmarks/bench_history.py
     python benchmarks/bench_step.py
     python benchmarks/bench_step.py --relabeler smollm2
     if [[ -n "${ALFWORLD_DATA:-}" ]]; then python benchmarks/bench_alfworld.py; else echo "bench_alfworld: skipped (set ALFWORLD_DATA, see recipes/alfworld-tiny.toml)"; fi

@@ -7,7 +7,8 @@ episode ends; finished episodes make room for new ones.
 
 History rule for models: the prompt holds the system message, the task with the initial
 observation, and as many of the most recent steps as fit in the model's context together with
-`max_new_tokens`; older steps are dropped and the prompt says how many.
+`max_new_tokens`; older steps are dropped, `LLMPolicy.drop` at a time, and the prompt says how
+many.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ class LLMPolicy:
     A reply with no parseable action is still sent (stripped) and costs a step; the
     environment answers "Nothing happens." as ETO's setup does."""
 
+    # Steps dropped at a time once a history outgrows the context: a prompt that lost its
+    # oldest step at every step would change from the task message on, and the model would
+    # recompute the whole history each step instead of reusing its cached states.
+    drop = 4
+
     def __init__(self, model: ChatModel, params: GenerationParams | None = None,
                  react: bool = False) -> None:
         self.model = model
@@ -95,10 +101,11 @@ class LLMPolicy:
         return self.params or generation_params(env.name, self.react)
 
     def prompt(self, env: Environment, episode: Episode, history: list[Step]) -> Conversation:
-        """The chat for the next action, dropping the oldest steps if it would not fit."""
+        """The chat for the next action, dropping the oldest steps, `drop` at a time, if it
+        would not fit."""
         limit = getattr(self.model, "context_length", None)
         budget = None if limit is None else limit - self.generation(env).max_new_tokens
-        for omitted in range(len(history) + 1):
+        for omitted in [*range(0, len(history), self.drop), len(history)]:
             conversation = render(episode.instruction, episode.observation, history[omitted:],
                                   self.react, omitted, env.name)
             # A byte-level token is at least one character, so short text fits for sure.

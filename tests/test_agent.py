@@ -95,6 +95,26 @@ def test_history_is_cut_to_fit_the_context(household: Household, tiny_model: Pat
     assert cut[-1]["content"] == history[-1].observation  # the newest steps stay
 
 
+
+def test_a_history_too_long_is_cut_a_few_steps_at_a_time(household: Household,
+                                                         tiny_model: Path) -> None:
+    """Once steps must go, `drop` go at once: the prompts of the next steps then extend this
+    one, so the model reuses its cached states instead of recomputing the history."""
+    model = make_chat_model(f"hf:{tiny_model}")
+    episode = household.reset("train-00004")
+    history = list(next(rollout(household, ["train-00004"], RandomPolicy(0), "train")).steps)
+    policy = LLMPolicy(model, GenerationParams(max_new_tokens=32))
+    model.context_length = model.count_tokens(policy.prompt(household, episode, history)) // 2
+    prompts = [policy.prompt(household, episode, history[:n]) for n in range(len(history) + 1)]
+    omitted = [n - (len(p) - 2) // 2 for n, p in enumerate(prompts)]
+    assert omitted[0] == 0 and omitted[-1] > 0 and omitted == sorted(omitted)
+    assert all(k % LLMPolicy.drop == 0 for k in omitted)
+    kept = [n for n in range(len(history)) if omitted[n + 1] == omitted[n]]
+    assert all(prompts[n + 1][:len(prompts[n])] == prompts[n] for n in kept)
+    cut_steps = [n for n in range(len(history)) if omitted[n + 1] > 0]
+    changes = sum(omitted[n + 1] != omitted[n] for n in range(len(history)))
+    assert changes <= len(cut_steps) // 2  # one step at a time would change at every one
+
 def test_init_collect_eval_with_a_model(tmp_path: Path) -> None:
     """The issue's command line: build a model, collect with it, evaluate it."""
     runner = CliRunner()

@@ -1,0 +1,88 @@
+"""Benchmark: rollouts whose histories outgrow the model's context, the oldest steps dropped one
+at a time against `LLMPolicy.drop` at a time, side by side in one run (WebShop, where ten
+steps of result pages pass the tiny model's 4096 positions).
+
+The same `test` goals are played both ways by the random policy (an untrained model's babble
+never leaves the search page, so its histories stay short), while an untrained WebShop tiny
+model is prompted with each step's history and generates its reply as a policy would. Counted:
+the prompt tokens the model had to compute (each prompt less what it shares with the one before
+in its episode, whose states the hf backend keeps) and the wall time of the rollouts. The
+random policy's histories are shorter than a trained agent's (whose ten steps of result pages
+passed 4096 tokens), so the model is given a shorter context (--context, 2048) to cut them.
+
+Run: just bench   (or: python benchmarks/bench_history.py [--episodes 10]; needs WEBSHOP_DATA)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from hsl_tools.agent import Decision, LLMPolicy, RandomPolicy, rollout
+from hsl_tools.envs.base import Environment, Episode, make_env
+from hsl_tools.init_model import build_scratch
+from hsl_tools.llm.base import Conversation
+from hsl_tools.llm.hf import HFChatModel
+from hsl_tools.records import Step
+
+
+class Driven(LLMPolicy):
+    """The model prompted and generating as a policy with this `drop`, while the random policy
+    picks the actions; every prompt is kept, by episode."""
+
+    def __init__(self, model: HFChatModel, drop: int) -> None:
+        super().__init__(model)
+        self.drop, self.driver = drop, RandomPolicy(0)
+        self.prompts: dict[str, list[Conversation]] = {}
+
+    def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
+            ) -> list[Decision]:
+        prompts = [self.prompt(env, e, h) for e, h in zip(episodes, histories, strict=True)]
+        for episode, prompt in zip(episodes, prompts, strict=True):
+            self.prompts.setdefault(episode.task_id, []).append(prompt)
+        self.model.generate(prompts, self.generation(env), [e.task_id for e in episodes])
+        return self.driver.act(env, episodes, histories)
+
+
+def computed(model: HFChatModel, prompts: list[Conversation]) -> tuple[int, int]:
+    """(prompt tokens computed, prompt tokens in all) over one episode's prompts."""
+    done, total, before = 0, 0, []
+    for ids in map(model.prompt_ids, prompts):
+        shared = next((i for i, (a, b) in enumerate(zip(ids, before, strict=False))
+                       if a != b),
+                      min(len(ids), len(before)))
+        done, total, before = done + len(ids) - shared, total + len(ids), ids
+    return done, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--context", type=int, default=2048)
+    args = parser.parse_args()
+    if not os.environ.get("WEBSHOP_DATA"):
+        print("bench_history: skipped (set WEBSHOP_DATA, see recipes/webshop-tiny.toml)")
+        return
+    env = make_env("webshop")
+    goals = env.task_ids("test", args.episodes)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_scratch(Path(tmp) / "m", "tiny", env="webshop")
+        model = HFChatModel(str(Path(tmp) / "m"))
+        model.context_length = args.context
+        for drop in (1, LLMPolicy.drop):
+            policy = Driven(model, drop)
+            started = time.perf_counter()
+            steps = sum(len(t.steps) for t in rollout(env, goals, policy, "test", len(goals)))
+            seconds = time.perf_counter() - started
+            done, total = map(sum, zip(*(computed(model, p) for p in policy.prompts.values()),
+                                       strict=True))
+            print(f"history: webshop, {len(goals)} episodes, {steps} steps, context "
+                  f"{args.context}, drop {drop}: "
+                  f"{done} of {total} prompt tokens computed, {seconds:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
