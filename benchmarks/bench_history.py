@@ -5,8 +5,8 @@ steps of result pages pass the tiny model's 4096 positions).
 The same `test` goals are played both ways by the random policy (an untrained model's babble
 never leaves the search page, so its histories stay short), while an untrained WebShop tiny
 model is prompted with each step's history and generates its reply as a policy would. Counted:
-the prompt tokens the model had to compute (each prompt less what it shares with the one before
-in its episode, whose states the hf backend keeps) and the wall time of the rollouts. The
+the prompt tokens the model had to compute (each prompt less the states the hf backend kept of
+its episode's last call, by the backend's own count) and the wall time of the rollouts. The
 random policy's histories are shorter than a trained agent's (whose ten steps of result pages
 passed 4096 tokens), so the model is given a shorter context (--context, 2048) to cut them.
 
@@ -24,38 +24,29 @@ from pathlib import Path
 from hsl_tools.agent import Decision, LLMPolicy, RandomPolicy, rollout
 from hsl_tools.envs.base import Environment, Episode, make_env
 from hsl_tools.init_model import build_scratch
-from hsl_tools.llm.base import Conversation
 from hsl_tools.llm.hf import HFChatModel
 from hsl_tools.records import Step
 
 
 class Driven(LLMPolicy):
     """The model prompted and generating as a policy with this `drop`, while the random policy
-    picks the actions; every prompt is kept, by episode."""
+    picks the actions; counts the prompt tokens it computed and those it was sent."""
 
     def __init__(self, model: HFChatModel, drop: int) -> None:
         super().__init__(model)
+        self.model: HFChatModel = model
         self.drop, self.driver = drop, RandomPolicy(0)
-        self.prompts: dict[str, list[Conversation]] = {}
+        self.computed = self.sent = 0
 
     def act(self, env: Environment, episodes: list[Episode], histories: list[list[Step]]
             ) -> list[Decision]:
         prompts = [self.prompt(env, e, h) for e, h in zip(episodes, histories, strict=True)]
         for episode, prompt in zip(episodes, prompts, strict=True):
-            self.prompts.setdefault(episode.task_id, []).append(prompt)
+            ids = self.model.prompt_ids(prompt)
+            self.computed += len(ids) - self.model.cache.reusable(episode.task_id, ids)
+            self.sent += len(ids)
         self.model.generate(prompts, self.generation(env), [e.task_id for e in episodes])
         return self.driver.act(env, episodes, histories)
-
-
-def computed(model: HFChatModel, prompts: list[Conversation]) -> tuple[int, int]:
-    """(prompt tokens computed, prompt tokens in all) over one episode's prompts."""
-    done, total, before = 0, 0, []
-    for ids in map(model.prompt_ids, prompts):
-        shared = next((i for i, (a, b) in enumerate(zip(ids, before, strict=False))
-                       if a != b),
-                      min(len(ids), len(before)))
-        done, total, before = done + len(ids) - shared, total + len(ids), ids
-    return done, total
 
 
 def main() -> None:
@@ -77,11 +68,9 @@ def main() -> None:
             started = time.perf_counter()
             steps = sum(len(t.steps) for t in rollout(env, goals, policy, "test", len(goals)))
             seconds = time.perf_counter() - started
-            done, total = map(sum, zip(*(computed(model, p) for p in policy.prompts.values()),
-                                       strict=True))
             print(f"history: webshop, {len(goals)} episodes, {steps} steps, context "
-                  f"{args.context}, drop {drop}: "
-                  f"{done} of {total} prompt tokens computed, {seconds:.1f} s", flush=True)
+                  f"{args.context}, drop {drop}: {policy.computed} of {policy.sent} prompt "
+                  f"tokens computed, {seconds:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

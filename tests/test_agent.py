@@ -18,6 +18,7 @@ from hsl_tools.llm.hf import HFChatModel
 from hsl_tools.records import Step, Trajectory, read_records
 
 if TYPE_CHECKING:
+    from hsl_tools.envs.base import Episode
     from hsl_tools.envs.household import Household, HouseholdEpisode
 
 
@@ -79,11 +80,19 @@ def test_unparseable_reply_costs_a_step(household: Household, tiny_model: Path) 
                 assert step.observation == "Nothing happens."
 
 
-def test_history_is_cut_to_fit_the_context(household: Household, tiny_model: Path) -> None:
-    model = make_chat_model(f"hf:{tiny_model}")
-    episode = household.reset("train-00004")
+@pytest.fixture
+def long_episode(household: Household, tiny_model: Path
+                 ) -> tuple[LLMPolicy, Episode, list[Step]]:
+    """A tiny-model policy, and train-00004 with the history of a random play of it."""
+    policy = LLMPolicy(make_chat_model(f"hf:{tiny_model}"), GenerationParams(max_new_tokens=32))
     history = list(next(rollout(household, ["train-00004"], RandomPolicy(0), "train")).steps)
-    policy = LLMPolicy(model, GenerationParams(max_new_tokens=32))
+    return policy, household.reset("train-00004"), history
+
+
+def test_history_is_cut_to_fit_the_context(
+        household: Household, long_episode: tuple[LLMPolicy, Episode, list[Step]]) -> None:
+    policy, episode, history = long_episode
+    model = policy.model
     full = policy.prompt(household, episode, history)
     assert len(full) == 2 + 2 * len(history)  # fits in 4096 tokens: nothing dropped
     model.context_length = model.count_tokens(full) // 2
@@ -95,15 +104,12 @@ def test_history_is_cut_to_fit_the_context(household: Household, tiny_model: Pat
     assert cut[-1]["content"] == history[-1].observation  # the newest steps stay
 
 
-
-def test_a_history_too_long_is_cut_a_few_steps_at_a_time(household: Household,
-                                                         tiny_model: Path) -> None:
+def test_a_history_too_long_is_cut_a_few_steps_at_a_time(
+        household: Household, long_episode: tuple[LLMPolicy, Episode, list[Step]]) -> None:
     """Once steps must go, `drop` go at once: the prompts of the next steps then extend this
     one, so the model reuses its cached states instead of recomputing the history."""
-    model = make_chat_model(f"hf:{tiny_model}")
-    episode = household.reset("train-00004")
-    history = list(next(rollout(household, ["train-00004"], RandomPolicy(0), "train")).steps)
-    policy = LLMPolicy(model, GenerationParams(max_new_tokens=32))
+    policy, episode, history = long_episode
+    model = policy.model
     model.context_length = model.count_tokens(policy.prompt(household, episode, history)) // 2
     prompts = [policy.prompt(household, episode, history[:n]) for n in range(len(history) + 1)]
     omitted = [n - (len(p) - 2) // 2 for n, p in enumerate(prompts)]
@@ -114,6 +120,7 @@ def test_a_history_too_long_is_cut_a_few_steps_at_a_time(household: Household,
     cut_steps = [n for n in range(len(history)) if omitted[n + 1] > 0]
     changes = sum(omitted[n + 1] != omitted[n] for n in range(len(history)))
     assert changes <= len(cut_steps) // 2  # one step at a time would change at every one
+
 
 def test_init_collect_eval_with_a_model(tmp_path: Path) -> None:
     """The issue's command line: build a model, collect with it, evaluate it."""
