@@ -1,5 +1,6 @@
 """Benchmark: rollouts whose histories outgrow the model's context, the oldest steps dropped one
-at a time against `LLMPolicy.drop` at a time, side by side in one run (WebShop, where ten
+at a time against `LLMPolicy.drop` at a time, and the batch's prefill padded to its longest row
+against grouped by length (`hf.prefill_groups`), side by side in one run (WebShop, where ten
 steps of result pages pass the tiny model's 4096 positions).
 
 The same `test` goals are played both ways by the random policy (an untrained model's babble
@@ -20,10 +21,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 from hsl_tools.agent import Decision, LLMPolicy, RandomPolicy, rollout
 from hsl_tools.envs.base import Environment, Episode, make_env
 from hsl_tools.init_model import build_scratch
+from hsl_tools.llm import hf
 from hsl_tools.llm.hf import HFChatModel
 from hsl_tools.records import Step
 
@@ -63,14 +66,19 @@ def main() -> None:
         build_scratch(Path(tmp) / "m", "tiny", env="webshop")
         model = HFChatModel(str(Path(tmp) / "m"))
         model.context_length = args.context
-        for drop in (1, LLMPolicy.drop):
+        one_group = lambda lengths: [list(range(len(lengths)))]  # noqa: E731
+        for drop, grouped in ((1, True), (LLMPolicy.drop, False), (LLMPolicy.drop, True)):
             policy = Driven(model, drop)
             started = time.perf_counter()
-            steps = sum(len(t.steps) for t in rollout(env, goals, policy, "test", len(goals)))
+            # ungrouped: every row padded to the batch's longest prefill, as before grouping
+            with patch.object(hf, "prefill_groups", hf.prefill_groups if grouped else one_group):
+                steps = sum(len(t.steps) for t in rollout(env, goals, policy, "test",
+                                                          len(goals)))
             seconds = time.perf_counter() - started
             print(f"history: webshop, {len(goals)} episodes, {steps} steps, context "
-                  f"{args.context}, drop {drop}: {policy.computed} of {policy.sent} prompt "
-                  f"tokens computed, {seconds:.1f} s", flush=True)
+                  f"{args.context}, drop {drop}, prefill {'grouped' if grouped else 'padded'}: "
+                  f"{policy.computed} of {policy.sent} prompt tokens computed, {seconds:.1f} s",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from hsl_tools.agent import ExpertPolicy, LLMPolicy, RandomPolicy, rollout
 from hsl_tools.chat import parse_reply, task_message
 from hsl_tools.cli import app
 from hsl_tools.llm.base import Conversation, GenerationParams, ModelError, make_chat_model
-from hsl_tools.llm.hf import HFChatModel
+from hsl_tools.llm.hf import HFChatModel, prefill_groups
 from hsl_tools.records import Step, Trajectory, read_records
 
 if TYPE_CHECKING:
@@ -159,6 +159,13 @@ def test_session_cache_changes_nothing_but_speed(household: Household, tiny_mode
             with_cache = model.generate(chats(k, lag=2), params, sessions=["a", "b"])
             assert with_cache == [model.generate([c], params)[0] for c in chats(k, lag=2)]
         assert set(model.cache.ids) == {"a", "b"}
+        # a new session's whole prompt beside a step of an old one: prefilled in two groups
+        new_and_old = [chats(0)[0], chats(4, lag=2)[1]]
+        ids = [model.prompt_ids(c) for c in new_and_old]
+        assert len(prefill_groups([len(ids[0]), len(ids[1]) - model.cache.reusable("b", ids[1])
+                                   ])) == 2
+        assert model.generate(new_and_old, params, sessions=["c", "b"]) == [
+            model.generate([c], params)[0] for c in new_and_old]
         model.generate(chats(1)[1:], params, sessions=["b"])
         assert set(model.cache.ids) == {"b"}  # sessions not named are forgotten
     with pytest.raises(ValueError, match="distinct"):

@@ -29,7 +29,7 @@ from hsl_tools.llm.base import (
     conversation_seed,
     make_chat_model,
 )
-from hsl_tools.llm.hf import HFChatModel
+from hsl_tools.llm.hf import HFChatModel, prefill_groups
 from hsl_tools.llm.openai_backend import OpenAIChatModel
 from hsl_tools.records import FailureRecord, read_records, write_records
 from hsl_tools.relabel.relabelers import LLMRelabeler
@@ -105,6 +105,11 @@ def test_hf_sampled_reply_does_not_depend_on_its_batch(smollm2: Path) -> None:
     model = make_chat_model(f"hf:{smollm2}")
     sampled = GenerationParams(max_new_tokens=8, temperature=1.0, seed=7)
     assert model.generate(ASK, sampled) == [model.generate([c], sampled)[0] for c in ASK]
+
+
+def test_prefill_groups_pad_rows_to_lengths_near_their_own() -> None:
+    assert prefill_groups([300, 20, 25, 3000, 310, 90]) == [[1, 2, 5], [0, 4], [3]]
+    assert prefill_groups([40] * 3) == [[0, 1, 2]]
 
 
 def test_hf_greedy_replies_match_transformers_generate(smollm2: Path) -> None:
@@ -289,11 +294,12 @@ def test_vllm_specs_carry_tensor_and_data_parallel_sizes(monkeypatch: pytest.Mon
                 "max_model_len": options["max_model_len"]})})()
 
     monkeypatch.setattr(vllm_backend, "engine", lambda target, **options: Engine(**options))
-    model = vllm_backend.VLLMChatModel(f"{smollm2}?tp=4&dp=2&max_model_len=1024")
+    query = "tp=4&dp=2&max_model_len=1024&prefix_caching=0"
+    model = vllm_backend.VLLMChatModel(f"{smollm2}?{query}")
     assert (started["tensor_parallel_size"], started["data_parallel_size"],
-            started["max_model_len"]) == (4, 2, 1024)
-    assert model.spec == f"vllm:{smollm2}?tp=4&dp=2&max_model_len=1024"
+            started["max_model_len"], started["enable_prefix_caching"]) == (4, 2, 1024, False)
+    assert model.spec == f"vllm:{smollm2}?{query}"
     for bad, why in (("tp=two", "not a number"), ("pp=2", "unknown setting 'pp'"),
-                     ("dp=0", "must be positive")):
+                     ("dp=0", "must be positive"), ("prefix_caching=yes", "must be 0 or 1")):
         with pytest.raises(ModelError, match=why):
             vllm_backend.VLLMChatModel(f"{smollm2}?{bad}")

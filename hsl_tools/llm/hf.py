@@ -142,18 +142,8 @@ class HFChatModel:
         samples from its own generator, so its reply does not depend on the batch."""
         layers = [(k[rows], v[rows]) for k, v in cache.layers]  # views: writes land in the cache
         batch, dev = len(prompts), self.device
-        new = [p[r:] for p, r in zip(prompts, reuse, strict=True)]
-        n_max = max(map(len, new))
-        # new tokens left-padded, so each row's last token is the last query; a padding query
-        # writes to the spare last column and reads column 0, and its output is never used
-        input_ids = torch.full((batch, n_max), self.tokenizer.pad_token_id, device=dev)
-        columns = torch.full((batch, n_max), layers[0][0].shape[2] - 1, device=dev)
-        reads = torch.zeros((batch, n_max), dtype=torch.long, device=dev)
-        for i, (r, tokens) in enumerate(zip(reuse, new, strict=True)):
-            n = len(tokens)
-            input_ids[i, n_max - n:] = torch.tensor(tokens, device=dev)
-            columns[i, n_max - n:] = reads[i, n_max - n:] = torch.arange(r, r + n, device=dev)
-        logits = self._forward(layers, input_ids, columns, reads)
+        logits = self._prefill(layers, [p[r:] for p, r in zip(prompts, reuse, strict=True)],
+                               reuse)
         ends = torch.tensor([len(p) for p in prompts], device=dev)  # where each row writes next
         generators = [torch.Generator(dev).manual_seed(s) for s in seeds]
         eos = set(self.stop_ids)
@@ -181,6 +171,43 @@ class HFChatModel:
         return [strip_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), params.stop)
                 for g in generated]
 
+    def _prefill(self, layers: list[tuple[torch.Tensor, torch.Tensor]], new: list[list[int]],
+                 reuse: list[int]) -> torch.Tensor:
+        """Run each row's new tokens after its reused states; next-token logits per row. Rows
+        are padded to the longest of their group (`prefill_groups`): one row that recomputes
+        its whole history (cut to the context) must not make every row compute as many."""
+        groups = prefill_groups([len(t) for t in new])
+        if len(groups) == 1:
+            return self._forward(layers, *self._queries(new, reuse))
+        logits: list[torch.Tensor] = [torch.empty(0)] * len(new)
+        for group in groups:
+            index = torch.tensor(group, device=self.device)
+            width = max(reuse[i] + len(new[i]) for i in group) + 1  # + the padding column
+            # a group's rows gathered (a copy), run, and their states put back
+            part = [(k[index, :, :width], v[index, :, :width]) for k, v in layers]
+            out = self._forward(part, *self._queries([new[i] for i in group],
+                                                     [reuse[i] for i in group]))
+            for (k, v), (pk, pv) in zip(layers, part, strict=True):
+                k[index, :, :width], v[index, :, :width] = pk, pv
+            for row, i in enumerate(group):
+                logits[i] = out[row]
+        return torch.stack(logits)
+
+    def _queries(self, new: list[list[int]], reuse: list[int]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input ids, the columns they write and the positions they read up to: new tokens
+        left-padded, so each row's last token is the last query; a padding query writes to the
+        spare last column and reads column 0, and its output is never used."""
+        batch, n_max, dev = len(new), max(map(len, new)), self.device
+        input_ids = torch.full((batch, n_max), self.tokenizer.pad_token_id, device=dev)
+        columns = torch.full((batch, n_max), -1, device=dev)
+        reads = torch.zeros((batch, n_max), dtype=torch.long, device=dev)
+        for i, (r, tokens) in enumerate(zip(reuse, new, strict=True)):
+            n = len(tokens)
+            input_ids[i, n_max - n:] = torch.tensor(tokens, device=dev)
+            columns[i, n_max - n:] = reads[i, n_max - n:] = torch.arange(r, r + n, device=dev)
+        return input_ids, columns, reads
+
     def _forward(self, layers: list[tuple[torch.Tensor, torch.Tensor]], input_ids: torch.Tensor,
                  columns: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
         """Next-token logits after the last query of each row. Query (i, j) writes its states
@@ -191,6 +218,20 @@ class HFChatModel:
         return self.model(input_ids=input_ids, attention_mask=mask, position_ids=reads,
                           past_key_values=cache, use_cache=True, logits_to_keep=1
                           ).logits[:, -1, :]
+
+
+def prefill_groups(lengths: list[int]) -> list[list[int]]:
+    """Rows (indices) grouped by how many new tokens they prefill, so that padding each to its
+    group's longest wastes little: by length, a group closes before a row over twice its
+    shortest and 64 tokens more. Steps of a rollout make one group; a row whose history was
+    cut and recomputed makes its own."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if groups and lengths[i] <= 2 * lengths[groups[-1][0]] + 64:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _pick(logits: torch.Tensor, params: GenerationParams, generators: list[torch.Generator]

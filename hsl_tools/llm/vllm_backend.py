@@ -71,15 +71,22 @@ def context_length(target: str, most: int = 8192) -> int:
 SPEC_OPTIONS = {"tp": "tensor_parallel_size", "dp": "data_parallel_size",
                 "tensor_parallel_size": "tensor_parallel_size",
                 "data_parallel_size": "data_parallel_size", "max_model_len": "max_model_len",
-                "gpu_memory_utilization": "gpu_memory_utilization"}
+                "gpu_memory_utilization": "gpu_memory_utilization",
+                "prefix_caching": "enable_prefix_caching"}
+SWITCHES = {"prefix_caching"}  # 0 or 1
 
 
-def spec_options(query: str) -> dict[str, int | float]:
+def spec_options(query: str) -> dict[str, int | float | bool]:
     """Engine settings from a spec's `?key=value&…` part, checked by name and number."""
-    options: dict[str, int | float] = {}
+    options: dict[str, int | float | bool] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in SPEC_OPTIONS:
             raise ModelError(f"vllm: unknown setting {key!r} (valid: {', '.join(SPEC_OPTIONS)})")
+        if key in SWITCHES:
+            if value not in ("0", "1"):
+                raise ModelError(f"vllm: {key}={value!r} must be 0 or 1")
+            options[SPEC_OPTIONS[key]] = value == "1"
+            continue
         try:
             number = float(value) if key == "gpu_memory_utilization" else int(value)
         except ValueError:
@@ -92,8 +99,8 @@ def spec_options(query: str) -> dict[str, int | float]:
 
 class VLLMChatModel:
     """A model served in-process by vLLM; `lora` names an adapter folder to apply. Tensor and
-    data parallel sizes (and max_model_len, gpu_memory_utilization) go to the engine from the
-    spec: `vllm:meta-llama/Llama-3.3-70B-Instruct?tp=8` or `…?tp=4&dp=2`."""
+    data parallel sizes (and max_model_len, gpu_memory_utilization, prefix_caching=0|1) go to
+    the engine from the spec: `vllm:meta-llama/Llama-3.3-70B-Instruct?tp=8` or `…?tp=4&dp=2`."""
 
     supports_json_schema = True
 

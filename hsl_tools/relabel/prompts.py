@@ -30,7 +30,10 @@ class Prompt:
 
 
 def load_prompt(name: str, root: Path = PROMPTS_DIR) -> Prompt:
-    """A prompt by `family/task@vN` or `family/task` (the newest version)."""
+    """A prompt by `family/task@vN` or `family/task` (the newest version). A file whose front
+    matter says `opens_with: family/part@vN` is only the end of its user message: that part's
+    system message and user message come first, so that two tasks opening alike share a
+    prompt prefix (which a serving engine computes once: prefix caching)."""
     base, _, version = name.partition("@")
     folder = root / base
     versions = sorted((int(m[1]) for p in folder.glob("v*.md")
@@ -44,6 +47,14 @@ def load_prompt(name: str, root: Path = PROMPTS_DIR) -> Prompt:
         raise ValueError(f"no version {version} of prompt {base!r} (have: "
                          f"{', '.join(f'v{v}' for v in versions)})")
     text = path.read_text(encoding="utf-8")
+    front = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
+    opens = re.search(r"^opens_with:\s*(\S+)\s*$", front[1], re.MULTILINE) if front else None
+    if opens is not None and front is not None:
+        if "@" not in opens[1]:  # a moving opening would change this version's text
+            raise ValueError(f"{path}: opens_with {opens[1]!r} must name a version (@vN)")
+        opening = load_prompt(opens[1], root)
+        return Prompt(f"{base}@v{number}", opening.system,
+                      f"{opening.user}\n\n{text[front.end():].strip()}")
     m = re.match(r"---\n.*?\n---\n(.*?)\n===\n(.*)\Z", text, re.DOTALL)
     if m is None:
         raise ValueError(f"{path}: want front matter, system text, a '===' line, user text")

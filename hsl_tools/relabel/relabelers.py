@@ -169,6 +169,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _episode(t: Trajectory) -> dict[str, str]:
+    """A trajectory's fields, rendered the same for both tasks: with prompts that open alike
+    (v2), a goal's relevance prompt repeats its identification prompt up to the goal's step."""
+    env = env_class(t.env)
+    return {"templates": env.goal_forms(), "instruction": t.instruction,
+            "initial_observation": t.initial_observation,
+            "trajectory": numbered(t.steps, env.brief)}
+
+
 class LLMRelabeler:
     """A chat model with versioned prompts; `attempts` rounds, the later ones sampled warmer.
     Each record is asked in its own environment's prompt family, under its own schema."""
@@ -187,11 +196,8 @@ class LLMRelabeler:
     def identify(self, trajectories: Sequence[Trajectory], prompt: str | None
                  ) -> list[Goals | Failure]:
         def ask(t: Trajectory) -> Conversation:
-            env = env_class(t.env)
-            return load_prompt(prompt or f"{env.prompt_family}/goal_inference").render(
-                templates=env.goal_forms(), instruction=t.instruction,
-                initial_observation=t.initial_observation,
-                trajectory=numbered(t.steps, env.brief))
+            family = env_class(t.env).prompt_family
+            return load_prompt(prompt or f"{family}/goal_inference").render(**_episode(t))
 
         def read(t: Trajectory, text: str) -> Goals:
             env = env_class(t.env)
@@ -217,11 +223,9 @@ class LLMRelabeler:
     def relevance(self, goals: Sequence[GoalRecord], prompt: str | None
                   ) -> list[Relevance | Failure]:
         def ask(g: GoalRecord) -> Conversation:
-            env = env_class(g.trajectory.env)
-            return load_prompt(prompt or f"{env.prompt_family}/action_relevance").render(
-                goal=g.goal, initial_observation=g.trajectory.initial_observation,
-                trajectory=numbered(g.trajectory.steps, env.brief),
-                n_steps=len(g.trajectory.steps))
+            family = env_class(g.trajectory.env).prompt_family
+            return load_prompt(prompt or f"{family}/action_relevance").render(
+                goal=g.goal, n_steps=len(g.trajectory.steps), **_episode(g.trajectory))
 
         def read(g: GoalRecord, text: str) -> Relevance:
             labels = sorted(parse_reply(text, RelevanceReply).labels, key=lambda lb: lb.step)
