@@ -19,7 +19,8 @@ from hsl_tools.agent import RandomPolicy, rollout
 from hsl_tools.envs.base import make_env
 from hsl_tools.init_model import convert_smollm2
 from hsl_tools.llm.base import make_chat_model
-from hsl_tools.relabel.check import check_relabeler, percent
+from hsl_tools.present import percent
+from hsl_tools.relabel.check import check_relabeler
 from hsl_tools.relabel.relabelers import LLMRelabeler, Relabeler, RuleRelabeler
 
 
