@@ -51,8 +51,8 @@ grid-strong *args:
     hsl grid recipes/grid-household-strong.toml --report docs/results-strong {{args}}
 
 # The paper's WebShop comparison in miniature: SFT, SFT+HSL and the same-steps control, three
-# seeds, the whole `test` split (needs $WEBSHOP_DATA): just grid-webshop --jobs 2 --seed 42
-# (on 2 CPU cores about 7 hours a seed, estimated from recipes/webshop-tiny.toml's stages).
+# seeds, 200 `test` sessions as the paper scores (needs $WEBSHOP_DATA): just grid-webshop
+# --seed 42 (on 2 CPU cores about 3 hours a seed, one job; recipes/grid-webshop.toml).
 grid-webshop *args:
     hsl grid recipes/grid-webshop.toml --report docs/results-webshop {{args}}
 
