@@ -21,7 +21,7 @@ from hsl_tools.relabel.relabelers import RuleRelabeler
 from hsl_tools.relabel.stages import mask, relabel
 from hsl_tools.report import update_report, write_report
 from hsl_tools.report.markdown import markdown
-from hsl_tools.report.runs import load_runs
+from hsl_tools.report.runs import Point, RunData, load_runs
 
 if TYPE_CHECKING:
     from hsl_tools.envs.household import Household
@@ -112,6 +112,24 @@ def test_report_numbers_are_the_runs_means(runs: list[Path]) -> None:
               ["all"]["success"] for r in runs if r.name.startswith("d4-mTrue")]
     assert data.gains["SFT+HSL, 4 demos"]["unseen"] == pytest.approx(
         [f - s for f, s in zip(final4, sft4, strict=True)])
+
+
+def test_a_graded_report_shows_the_score_by_seed_and_its_paired_change() -> None:
+    """WebShop gives partial credit: where nothing is won, the score is what tells methods
+    apart, seed by seed and against each seed's own SFT."""
+    def point(method: str, seed: int, reward: float) -> Point:
+        cells = {"all": {"episodes": 200.0, "success": 0.0, "mean_steps": 9.0,
+                         "mean_reward": reward}}
+        return Point(method=method, demos=400, seed=seed, run=f"{method}-s{seed}",
+                     summary={"test": cells}, env="webshop")
+
+    data = RunData(points=[point("SFT", 42, 0.159), point("SFT", 123, 0.144),
+                           point("SFT+HSL", 42, 0.184), point("SFT+HSL", 123, 0.197)])
+    text = markdown(data)
+    assert "| SFT+HSL | 400 | 18.4 | 19.7 |" in text.split("## Score by seed")[1]
+    assert "| SFT+HSL | 400 | 0.0 | 0.0 |" in text.split("## Success by seed")[1]
+    paired = text.split("## Score change from each run's own SFT")[1]
+    assert "| SFT+HSL, 400 demos | +3.9 ± 2.0 (n=2) |" in paired  # 2.5 and 5.3 points
 
 
 def test_report_checks_relabels_against_the_oracle(runs: list[Path]) -> None:

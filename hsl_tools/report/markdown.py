@@ -1,7 +1,10 @@
-"""The report's Markdown: success by method and budget, per seed, by goal type, relabel
-accuracy, what failed episodes achieved, gains over SFT, and the HSL rollouts."""
+"""The report's Markdown: success (and, with partial credit, score) by method and budget, per
+seed, by goal type, relabel accuracy, what failed episodes achieved, gains over SFT, and the
+HSL rollouts."""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from hsl_tools.present import percent
 from hsl_tools.relabel.check import rates
@@ -16,10 +19,25 @@ def _fmt(values: list[float], sign: bool = False) -> str:
     return f"{100 * m:{'+' if sign else ''}.1f} ± {100 * s:.1f} (n={len(values)})"
 
 
-def _pair(point: Point, splits: tuple[str, ...]) -> str:
-    """One evaluation's success on each split, as "seen / unseen", in %."""
-    rates = [point.success(split) for split in splits]
+def _pair(point: Point, splits: tuple[str, ...], score: bool = False) -> str:
+    """One evaluation's success (or score) on each split, as "seen / unseen", in %."""
+    rates = [(point.score if score else point.success)(split) for split in splits]
     return " / ".join("–" if r is None else f"{100 * r:.1f}" for r in rates)
+
+
+def score_gains(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, ...]
+                ) -> dict[str, dict[str, list[float]]]:
+    """Each method's score minus the score of the SFT of its seed and budget, by split
+    (paired: the runs of one seed and budget start from one SFT)."""
+    sft = {(p.demos, p.seed): p for (m, _), ps in groups.items() if m == "SFT" for p in ps}
+    gains: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (m, d), ps in groups.items():
+        for p in ps:
+            if m != "SFT" and (base := sft.get((d, p.seed))):
+                for s in splits:
+                    if (a := p.score(s)) is not None and (b := base.score(s)) is not None:
+                        gains[f"{m}, {d} demos"][s].append(a - b)
+    return gains
 
 
 def _by_budget(label: str) -> tuple[int, str]:
@@ -88,21 +106,24 @@ def markdown(data: RunData) -> str:
         _fmt(values(ps, c.split()[0], score=score)) for c, score in columns) + " |"
         for (m, d), ps in groups.items()]
     seeds = sorted({p.seed for p in data.points})
-    if len(seeds) > 1:  # the spread behind each ± above, seed by seed
-        lines += ["", f"## Success by seed ({' / '.join(splits)})", "",
-                  "| method | demos | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+    # the spread behind each ± above, seed by seed: the score first where it is graded
+    for score in ([True] * data.graded + [False]) * (len(seeds) > 1):
+        lines += ["", f"## {'Score' if score else 'Success'} by seed ({' / '.join(splits)})",
+                  "", "| method | demos | " + " | ".join(f"seed {s}" for s in seeds) + " |",
                   "|---|---:|" + "---:|" * len(seeds)]
         for (m, d), ps in groups.items():
             by_seed = {p.seed: p for p in ps}
-            cells = [_pair(by_seed[s], splits) if s in by_seed else "–" for s in seeds]
+            cells = [_pair(by_seed[s], splits, score) if s in by_seed else "–" for s in seeds]
             lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     types = sorted({g for p in data.points for s in p.summary.values() for g in s} - {"all"})
     if types:
-        lines += ["", f"## Success on {splits[-1]} by goal type", "",
+        what = "Score" if data.graded else "Success"  # with partial credit, the score
+        lines += ["", f"## {what} on {splits[-1]} by goal type", "",
                   "| method | demos | " + " | ".join(types) + " |",
                   "|---|---:|" + "---:|" * len(types)]
         for (m, d), ps in groups.items():
-            cells = [_fmt(values(ps, splits[-1], t)).split(" (")[0] for t in types]
+            cells = [_fmt(values(ps, splits[-1], t, score=data.graded)).split(" (")[0]
+                     for t in types]
             lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     if data.gt_types or data.relabeled_types:
         gt, rl = sum(data.gt_types.values()) or 1, sum(data.relabeled_types.values()) or 1
@@ -131,10 +152,13 @@ def markdown(data: RunData) -> str:
             n = sum(c.values())
             lines.append(f"| {m} | {n} | " + " | ".join(f"{100 * c[k] / n:.1f} %"
                                                         for k in kinds) + " |")
-    if data.gains:
-        lines += ["", "## Change from each run's own SFT, in points (paired)", "",
+    for what, gains in [("Score", score_gains(groups, splits))] * data.graded + [
+            ("Success", data.gains)]:
+        if not gains:
+            continue
+        lines += ["", f"## {what} change from each run's own SFT, in points (paired)", "",
                   "| method, demos | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
-        for m, by_split in sorted(data.gains.items(), key=lambda kv: _by_budget(kv[0])):
+        for m, by_split in sorted(gains.items(), key=lambda kv: _by_budget(kv[0])):
             lines.append(f"| {m} | " + " | ".join(_fmt(by_split[s], sign=True) for s in splits)
                          + " |")
     if rows := comparisons(groups, splits):
