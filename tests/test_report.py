@@ -132,6 +132,29 @@ def test_a_graded_report_shows_the_score_by_seed_and_its_paired_change() -> None
     assert "| SFT+HSL, 400 demos | +3.9 ± 2.0 (n=2) |" in paired  # 2.5 and 5.3 points
 
 
+def test_a_graded_report_pairs_rewards_goal_by_goal_on_the_seeds_that_kept_them() -> None:
+    def point(method: str, seed: int, rewards: dict[str, float]) -> Point:
+        mean = sum(rewards.values()) / len(rewards) if rewards else 0.1
+        cells = {"all": {"episodes": 20.0, "success": 0.0, "mean_steps": 9.0,
+                         "mean_reward": mean}}
+        return Point(method=method, demos=400, seed=seed, run=f"{method}-s{seed}",
+                     summary={"test": cells}, env="webshop",
+                     rewards={"test": rewards} if rewards else {})
+
+    sft = {f"g{i}": 0.1 * (i % 5) for i in range(20)}
+    better = {g: r + 0.2 for g, r in sft.items()} | {"g0": 0.0}  # g0 alike: left out
+    data = RunData(points=[point("SFT", 42, {}), point("SFT+HSL", 42, {}),  # an older archive
+                           point("SFT", 2026, sft), point("SFT+HSL", 2026, better),
+                           point("SFT (same steps)", 2026, dict(sft))])
+    section = markdown(data).split("goal by goal")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| SFT+HSL"))
+    # 19 of the 20 goals gained 20 points, one none: +19.0 on average, far from chance
+    assert row.startswith("| SFT+HSL, 400 demos | SFT (seed 2026) | +19.0 over 20 goals, p = ")
+    assert float(row.split("p = ")[1].split()[0]) < 0.001
+    same = next(line for line in section.splitlines() if line.startswith("| SFT (same"))
+    assert "+0.0 over 20 goals, p = 1.00" in same
+
+
 def test_report_checks_relabels_against_the_oracle(runs: list[Path]) -> None:
     data = load_runs(runs)
     total = sum(c["tp"] + c["fn"] for c in data.relabel_counts.values())

@@ -211,3 +211,10 @@ def test_the_webshop_recipe_runs_the_loop_and_reports_the_score(
     final = json.loads((run / "eval-final" / "summary.json").read_text())["summary"]
     score = 100 * final["test"]["all"]["mean_reward"]
     assert f"| SFT+HSL | 8 | {score:.1f} ± 0.0 (n=1) |" in table
+    # every test goal's reward kept, so a later report pairs checkpoints goal by goal
+    assert "| SFT+HSL, 8 demos | SFT | " in table.split("goal by goal")[1]
+    archive = json.loads((tmp_path / "report" / "runs.json").read_text())["runs"][str(run)]
+    kept = {p["method"]: p["rewards"]["test"] for p in archive["points"]}
+    assert kept["SFT+HSL"] == {t.task_id: t.reward for t in
+                               read_records(run / "eval-final" / "eval.jsonl", Trajectory)}
+    assert len(kept["SFT"]) == 4

@@ -4,12 +4,23 @@ HSL rollouts."""
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
+from collections.abc import Callable
 
 from hsl_tools.present import percent
 from hsl_tools.relabel.check import rates
 from hsl_tools.report.runs import ROLLOUT_BLOCK, Point, RunData, outcome_kinds
-from hsl_tools.report.stats import fisher_exact, grouped, mean_std, p_text, values, wins
+from hsl_tools.report.stats import (
+    fisher_exact,
+    grouped,
+    mean_std,
+    p_text,
+    reward_differences,
+    signed_rank_p,
+    values,
+    wins,
+)
 
 
 def _fmt(values: list[float], sign: bool = False) -> str:
@@ -60,33 +71,61 @@ def references(method: str) -> tuple[str, ...]:
     return ("SFT", "SFT (same steps)", "SFT+HSL")
 
 
-def comparisons(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, ...]
-                ) -> list[str]:
-    """Table rows: each method's wins against each reference at its budget (and SFT+HSL's
-    against SFT on the most demos), per split and both pooled, with Fisher's p (seeds pooled:
-    this tests the noise of the success rate, not the spread between seeds). Only the seeds
-    both sides ran count, named where one side has more: seeds differ by more than methods."""
-    rows = []
+Pairing = tuple[str, list[Point], list[Point]]  # "method, N demos | against", the two sides
+
+
+def pairings(groups: dict[tuple[str, int], list[Point]],
+             usable: Callable[[Point], bool] = lambda p: True) -> list[Pairing]:
+    """Each method against each reference at its budget (and SFT+HSL against SFT on the most
+    demos), on the seeds both sides ran with `usable` evaluations, named where one side has
+    more: seeds differ by more than methods."""
+    found = []
     top = max((d for m, d in groups if m == "SFT"), default=0)
-    for (m, d), ps in groups.items():
+    for (m, d), all_ps in groups.items():
         against = [(r, d) for r in references(m)]
         if m == "SFT+HSL" and d < top:  # the paper's "a quarter of the demos + HSL" claim
             against.append(("SFT", top))
+        ps = [p for p in all_ps if usable(p)]
         for ref, ref_demos in (key for key in against if key in groups):
-            refs = groups[(ref, ref_demos)]
+            refs = [p for p in groups[(ref, ref_demos)] if usable(p)]
             seeds = {p.seed for p in ps} & {p.seed for p in refs}
             mine, theirs = ([p for p in side if p.seed in seeds] for side in (ps, refs))
             if not seeds:
                 continue
-            cells = []
-            for among in [(s,) for s in splits] + [splits] * (len(splits) > 1):
-                (a, n), (b, k) = wins(mine, among), wins(theirs, among)
-                cells.append(f"{a}/{n} vs {b}/{k}, p = {p_text(fisher_exact(a, n, b, k))}"
-                             if n and k else "–")
             name = ref if ref_demos == d else f"{ref}, {ref_demos} demos"
-            if len(mine) < len(ps) or len(theirs) < len(refs):
+            if len(mine) < len(all_ps) or len(theirs) < len(groups[(ref, ref_demos)]):
                 name += f" (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, sorted(seeds)))})"
-            rows.append(f"| {m}, {d} demos | {name} | " + " | ".join(cells) + " |")
+            found.append((f"{m}, {d} demos | {name}", mine, theirs))
+    return found
+
+
+def comparisons(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, ...]
+                ) -> list[str]:
+    """Table rows: wins of each pairing, per split and all pooled, with Fisher's p (seeds
+    pooled: this tests the noise of the success rate, not the spread between seeds)."""
+    rows = []
+    for label, mine, theirs in pairings(groups):
+        cells = []
+        for among in [(s,) for s in splits] + [splits] * (len(splits) > 1):
+            (a, n), (b, k) = wins(mine, among), wins(theirs, among)
+            cells.append(f"{a}/{n} vs {b}/{k}, p = {p_text(fisher_exact(a, n, b, k))}"
+                         if n and k else "–")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def score_comparisons(groups: dict[tuple[str, int], list[Point]], splits: tuple[str, ...]
+                      ) -> list[str]:
+    """Table rows: each pairing's score difference over the same goals of the same seeds,
+    episode by episode, with the Wilcoxon signed-rank test's p (seeds pooled, as for wins)."""
+    rows = []
+    for label, mine, theirs in pairings(groups, lambda p: bool(p.rewards)):
+        cells = []
+        for split in splits:
+            diffs = reward_differences(mine, theirs, split)
+            cells.append(f"{100 * statistics.fmean(diffs):+.1f} over {len(diffs)} goals, p = "
+                         f"{p_text(signed_rank_p(diffs))}" if diffs else "–")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -169,6 +208,14 @@ def markdown(data: RunData) -> str:
                   "| method, demos | against | " + " | ".join(splits) + " |" + (
                       " all splits |" if len(splits) > 1 else ""),
                   "|---|---|" + "---:|" * (len(splits) + (len(splits) > 1)), *rows]
+    if data.graded and (rows := score_comparisons(groups, splits)):
+        lines += ["", "## Scores against what each method starts from or is tested against, "
+                  "goal by goal", "",
+                  "The mean difference of two checkpoints' rewards on the same goals, in points, "
+                  "pooled over the seeds both sides ran with their episodes kept, with the "
+                  "Wilcoxon signed-rank test's two-sided p (goals both scored alike left out).",
+                  "", "| method, demos | against | " + " | ".join(splits) + " |",
+                  "|---|---|" + "---:|" * len(splits), *rows]
     if data.rollouts:
         lines += ["", f"## HSL training rollouts by {ROLLOUT_BLOCK} iterations (runs pooled)", "",
                   "| method, demos | iterations | episodes | won | goals named per episode | "

@@ -40,6 +40,9 @@ class Point(BaseModel):
     summary: dict[str, dict[str, dict[str, float]]]
     outcomes: Counter[str] = Counter()
     env: str = "household"
+    # split -> task id -> the episode's reward, where the environment gives partial credit:
+    # what a paired test of two checkpoints' scores on the same goals reads
+    rewards: dict[str, dict[str, float]] = {}
 
     def success(self, split: str, group: str = "all") -> float | None:
         cell = self.summary.get(split, {}).get(group)
@@ -191,6 +194,9 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
             episodes = folder.evaluation(name) / EPISODES
             if oracle and episodes.exists():
                 point.outcomes.update(outcomes_of(episodes))
+            if env_class(recipe.run.env).graded and episodes.exists():
+                for t in read_records(episodes, Trajectory):
+                    point.rewards.setdefault(t.split, {})[t.task_id] = t.reward
             record.points.append(point)
     final = methods.get(EVAL_FINAL)
     label = f"{final}, {demos} demos"

@@ -1,11 +1,13 @@
 """The report's statistics: mean ± std over seeds, wins pooled over seeds, Fisher's exact
-test."""
+test, and rewards paired goal by goal with the Wilcoxon signed-rank test."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections import defaultdict
+
+from scipy.stats import wilcoxon
 
 from hsl_tools.report.runs import Point
 
@@ -51,3 +53,19 @@ def p_text(p: float) -> str:
     """A p-value for a table: two decimals, or one significant digit below 0.01, where two
     decimals would print a real 0.0009 as "0.00"."""
     return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
+def reward_differences(mine: list[Point], theirs: list[Point], split: str) -> list[float]:
+    """Reward differences on the goals both sides' evaluations of one seed met, seeds
+    pooled (one point a seed on each side)."""
+    other = {p.seed: p.rewards.get(split, {}) for p in theirs}
+    return [r - other[p.seed][task] for p in mine if p.seed in other
+            for task, r in p.rewards.get(split, {}).items() if task in other[p.seed]]
+
+
+def signed_rank_p(differences: list[float]) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test of paired differences around 0 (ties at 0
+    left out, as Wilcoxon's test does); 1.0 when no pair differs."""
+    if not any(differences):
+        return 1.0
+    return float(wilcoxon(differences, zero_method="wilcox").pvalue)
