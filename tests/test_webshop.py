@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from conftest import said
 from hsl_tools.agent import make_policy, rollout
 from hsl_tools.cli import app
 from hsl_tools.envs.webshop import WebShop
-from hsl_tools.envs.webshop.reward import purchase_reward
+from hsl_tools.envs.webshop.reward import APPROX_NOUNS, purchase_reward
 from hsl_tools.envs.webshop.search import analyze, encoded_length
 from hsl_tools.envs.webshop.site import Session, parse_action
 from hsl_tools.records import Trajectory, read_records
@@ -173,6 +176,30 @@ def test_eval_prints_webshops_score_beside_success(webshop: WebShop, tmp_path: P
     summary = json.loads((tmp_path / "summary.json").read_text())["summary"]
     assert set(summary) == {"test"} and summary["test"]["all"]["episodes"] == 20
     assert summary["test"]["all"]["mean_reward"] >= summary["test"]["all"]["success"] > 0.8
+
+
+def test_without_spacys_nouns_webshop_refuses_to_score_unless_asked(
+        webshop: WebShop, tmp_path: Path) -> None:
+    """spaCy's model is installed here, so its absence is mocked: the command line runs with
+    the model's name changed to one that is not there."""
+    hide = ("import sys; import hsl_tools.envs.webshop.reward as r; "
+            "r.SPACY_MODELS = ('no_such_spacy_model',); from hsl_tools.cli import main; "
+            "sys.argv = ['hsl', *sys.argv[1:]]; main()")
+    args = ["eval", "--env", "webshop", "--policy", "expert", "-n", "5", "--out"]
+    env = {k: v for k, v in os.environ.items() if k != APPROX_NOUNS}
+    refused = subprocess.run([sys.executable, "-c", hide, *args, str(tmp_path / "a")],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        "error: WebShop's reward reads product nouns with spaCy's en_core_web_sm, which is not "
+        "installed: pip install 'hsl-tools[webshop]'")
+    assert not (tmp_path / "a" / "summary.json").exists()
+    asked = subprocess.run([sys.executable, "-c", hide, *args, str(tmp_path / "b")],
+                           capture_output=True, text=True, timeout=300,
+                           env=env | {APPROX_NOUNS: "1"})
+    assert asked.returncode == 0, asked.stderr
+    assert "every word as a noun" in asked.stderr
+    assert (tmp_path / "b" / "summary.json").exists()
 
 
 def test_a_model_built_for_webshop_rolls_out_there(webshop: WebShop, tmp_path: Path) -> None:

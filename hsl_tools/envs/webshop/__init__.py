@@ -18,7 +18,7 @@ from hsl_tools.envs.webshop import rules, site
 from hsl_tools.envs.webshop.client import RemoteSession
 from hsl_tools.envs.webshop.data import Catalog, DataMissing, Goal, data_folder, load_catalog
 from hsl_tools.envs.webshop.goals import PurchaseJudge
-from hsl_tools.envs.webshop.reward import purchase_reward
+from hsl_tools.envs.webshop.reward import purchase_reward, require_nouns
 from hsl_tools.envs.webshop.search import SearchEngine
 from hsl_tools.envs.webshop.site import PER_PAGE, Purchase, Session, instruction_of
 from hsl_tools.records import Trajectory
@@ -246,7 +246,9 @@ class WebShop:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return load_catalog(data_folder(), self.goal_kind)
+        catalog = load_catalog(data_folder(), self.goal_kind)
+        require_nouns()  # with the data here, rewards are computed here
+        return catalog
 
     @cached_property
     def engine(self) -> SearchEngine:
