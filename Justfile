@@ -52,7 +52,7 @@ grid-strong *args:
 
 # The paper's WebShop comparison in miniature: SFT, SFT+HSL and the same-steps control, three
 # seeds, 200 `test` sessions as the paper scores (needs $WEBSHOP_DATA): just grid-webshop
-# --seed 42 (on 2 CPU cores about 3 hours a seed, one job; recipes/grid-webshop.toml).
+# --seed 42 (on 2 CPU cores about 1 h 35 min a seed, one job; recipes/grid-webshop.toml).
 grid-webshop *args:
     hsl grid recipes/grid-webshop.toml --report docs/results-webshop {{args}}
 
