@@ -126,6 +126,7 @@ def test_a_graded_report_shows_the_score_by_seed_and_its_paired_change() -> None
     data = RunData(points=[point("SFT", 42, 0.159), point("SFT", 123, 0.144),
                            point("SFT+HSL", 42, 0.184), point("SFT+HSL", 123, 0.197)])
     text = markdown(data)
+    assert "## Score and success by method" in text
     assert "| SFT+HSL | 400 | 18.4 | 19.7 |" in text.split("## Score by seed")[1]
     assert "| SFT+HSL | 400 | 0.0 | 0.0 |" in text.split("## Success by seed")[1]
     paired = text.split("## Score change from each run's own SFT")[1]

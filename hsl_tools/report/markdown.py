@@ -138,7 +138,8 @@ def markdown(data: RunData) -> str:
     columns.sort(key=lambda c: splits.index(c[0].split()[0]))
     lines = ["# Results", "", "Success rate in % (mean ± std over seeds)" + (
              "; score: 100 x mean reward" if data.graded else "") + ".", "",
-             "## Success by method and number of ground-truth demos", "",
+             f"## {'Score and success' if data.graded else 'Success'} by method and number of "
+             "ground-truth demos", "",
              "| method | demos | " + " | ".join(c for c, _ in columns) + " |",
              "|---|---:|" + "---:|" * len(columns)]
     lines += [f"| {m} | {d} | " + " | ".join(
