@@ -211,6 +211,9 @@ def test_the_webshop_recipe_runs_the_loop_and_reports_the_score(
     final = json.loads((run / "eval-final" / "summary.json").read_text())["summary"]
     score = 100 * final["test"]["all"]["mean_reward"]
     assert f"| SFT+HSL | 8 | {score:.1f} ± 0.0 (n=1) |" in table
+    # the score along the iterations too, where success alone would read 0 throughout
+    curve = table.split("## Score over HSL iterations")[1].split("##")[0]
+    assert f"| SFT+HSL, 8 demos | 1 | {score:.1f} ± 0.0 (n=1) |" in curve
     # every test goal's reward kept, so a later report pairs checkpoints goal by goal
     assert "| SFT+HSL, 8 demos | SFT | " in table.split("goal by goal")[1]
     archive = json.loads((tmp_path / "report" / "runs.json").read_text())["runs"][str(run)]

@@ -227,11 +227,14 @@ def markdown(data: RunData) -> str:
                          f"{100 * c['won'] / c['episodes']:.1f} % | "
                          f"{c['goals'] / c['episodes']:.2f} | "
                          f"{100 * c['nothing'] / max(1, c['steps']):.1f} % |")
-    if data.curve:
-        lines += ["", "## Success over HSL iterations (0 = after SFT)", "",
+    # with partial credit the score curve first: success may stay 0 while the score moves
+    for what, curve in [("Score", data.score_curve)] * data.graded + [("Success", data.curve)]:
+        if not curve:
+            continue
+        lines += ["", f"## {what} over HSL iterations (0 = after SFT)", "",
                   "| method, demos | iteration | " + " | ".join(splits) + " |",
                   "|---|---:|" + "---:|" * len(splits)]
-        for (m, i), by_split in sorted(data.curve.items(),
+        for (m, i), by_split in sorted(curve.items(),
                                        key=lambda kv: (_by_budget(kv[0][0]), kv[0][1])):
             lines.append(f"| {m} | {i} | " + " | ".join(_fmt(by_split[s]) for s in splits)
                          + " |")

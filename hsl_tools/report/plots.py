@@ -100,13 +100,16 @@ def plots(data: RunData, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), sharey=True,
                              squeeze=False)
+    # with partial credit (WebShop) the score, which moves where success may stay 0
+    curve, metric = (data.score_curve, "score") if data.graded and data.score_curve else \
+        (data.curve, "success %")
     for ax, split in zip(axes[0], splits, strict=True):
-        for m in sorted({m for m, _ in data.curve}):
-            its = sorted(i for mm, i in data.curve if mm == m)
-            stats = [mean_std(data.curve[(m, i)][split] or [0.0]) for i in its]
+        for m in sorted({m for m, _ in curve}):
+            its = sorted(i for mm, i in curve if mm == m)
+            stats = [mean_std(curve[(m, i)][split] or [0.0]) for i in its]
             ax.errorbar(its, [100 * a for a, _ in stats], yerr=[100 * b for _, b in stats],
                         marker="o", capsize=3, label=m)
-        ax.set(title=split, xlabel="HSL iteration", ylabel="success %")
+        ax.set(title=split, xlabel="HSL iteration", ylabel=metric)
     axes[0][0].legend(fontsize=8)
     save(fig, "iterations.png")
     return written

@@ -62,6 +62,8 @@ class RunRecord(BaseModel):
     points: list[Point] = []
     # (method label, iteration, success by split): the evaluations along the HSL iterations
     curve: list[tuple[str, int, dict[str, float]]] = []
+    # the same evaluations' mean reward, where the environment gives partial credit (WebShop)
+    score_curve: list[tuple[str, int, dict[str, float]]] = []
     # (method label, final minus this run's own SFT by split)
     gains: list[tuple[str, dict[str, float]]] = []
     gt_types: Counter[str] = Counter()
@@ -85,6 +87,9 @@ class RunData:
     points: list[Point] = field(default_factory=list)
     # ("method, N demos", iteration) -> successes by split, over runs and seeds
     curve: dict[tuple[str, int], dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    # the same for the mean reward, where the environment gives partial credit
+    score_curve: dict[tuple[str, int], dict[str, list[float]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     # ("method, N demos") -> final minus the same run's SFT, by split (paired: one SFT each)
     gains: dict[str, dict[str, list[float]]] = field(
@@ -201,7 +206,7 @@ def read_run(run: Path, oracle: bool = True) -> RunRecord:
     final = methods.get(EVAL_FINAL)
     label = f"{final}, {demos} demos"
     if final:
-        _add_curve(record, folder, label, iterations)
+        _add_curve(record, folder, label, iterations, env_class(recipe.run.env).graded)
     if folder.expert.exists():
         record.gt_types.update(env_class(t.env).goal_type(t.instruction)
                                for t in read_records(folder.expert, Trajectory))
@@ -235,9 +240,11 @@ def pool(records: dict[str, RunRecord]) -> RunData:
                 data.points.append(point)
                 if point.outcomes:
                     data.outcomes[f"{point.method}, {point.demos} demos"].update(point.outcomes)
-        for method, i, by_split in record.curve:
-            for split, value in by_split.items():
-                data.curve[(method, i)][split].append(value)
+        for curve, pooled in ((record.curve, data.curve),
+                              (record.score_curve, data.score_curve)):
+            for method, i, by_split in curve:
+                for split, value in by_split.items():
+                    pooled[(method, i)][split].append(value)
         for method, by_split in record.gains:
             for split, value in by_split.items():
                 data.gains[method][split].append(value)
@@ -274,11 +281,15 @@ def rollout_counts(iteration: Iteration) -> Counter[str]:
     return counts
 
 
-def _add_curve(record: RunRecord, run: RunDir, method: str, iterations: int) -> None:
+def _add_curve(record: RunRecord, run: RunDir, method: str, iterations: int, graded: bool
+               ) -> None:
     for i, name, folder in run.evaluations(iterations):
         if name != EVAL_DPO and (summary := read_summary(folder)):
             record.curve.append((method, i, {split: cells["all"]["success"]
                                              for split, cells in summary.items()}))
+            if graded:
+                record.score_curve.append((method, i, {split: cells["all"]["mean_reward"]
+                                                       for split, cells in summary.items()}))
     sft = read_summary(run.evaluation(EVAL_SFT))
     final = read_summary(run.evaluation(EVAL_FINAL))
     if sft and final:
