@@ -185,7 +185,9 @@ def make_policy(spec: str, env: str = "household", temperature: float = 0.0, see
 
 def rollout(env: Environment, task_ids: Iterable[str], policy: Policy, split: str,
             batch_size: int = 16) -> Iterator[Trajectory]:
-    """Run the policy on each task; yields trajectories in the order episodes finish."""
+    """Run the policy on each task; yields trajectories in the order episodes finish. At most
+    `batch_size` episodes are live at once, and no more than the environment can hold."""
+    batch_size = min(batch_size, env.live_episodes or batch_size)
     pending = iter(task_ids)
     active: list[tuple[Episode, list[Step]]] = []
     while True:

@@ -106,6 +106,10 @@ def _dpo(recipe: Recipe, env: Environment, stage: Stage, checkpoint: Path, exper
     return stage.ckpt
 
 
+# the expert runs no model: as many episodes at once as the environment holds (live_episodes)
+EXPERT_BATCH = 256
+
+
 def _expert_trajectories(recipe: Recipe, env: Environment, out: Path, console: Console) -> Path:
     """OUT: the expert on the first `sft.demos` train tasks. With `sft.expert`, a file that
     runs share (collected once: on real ALFWorld a game takes the expert ~3 s), the run plays
@@ -113,7 +117,7 @@ def _expert_trajectories(recipe: Recipe, env: Environment, out: Path, console: C
     tasks = env.task_ids(env.train_split, recipe.sft.demos)
     expert = make_policy("expert")
     if recipe.sft.expert is None:
-        stats = collect(out, env, [(env.train_split, tasks)], expert, batch_size=256)
+        stats = collect(out, env, [(env.train_split, tasks)], expert, batch_size=EXPERT_BATCH)
         console.print(f"expert demos: {stats.line(out)}")
         return out
     if out.exists():
@@ -130,7 +134,8 @@ def _expert_trajectories(recipe: Recipe, env: Environment, out: Path, console: C
     have = found()
     if any(t not in have for t in tasks):
         with exclusive(source.parent, wait=True):  # two runs sharing it collect it once
-            stats = collect(source, env, [(env.train_split, tasks)], expert, batch_size=256)
+            stats = collect(source, env, [(env.train_split, tasks)], expert,
+                            batch_size=EXPERT_BATCH)
         console.print(f"expert demos: {stats.line(source)}")
         have = found()
     write_records(out, (have[t] for t in tasks))

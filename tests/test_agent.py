@@ -35,6 +35,7 @@ class ExpertTypist:
 
     # the environment side: remember episodes as rollout starts them
     name, splits, max_steps = "household", ("seen",), 40
+    live_episodes: int | None = None
 
     def reset(self, task_id: str) -> HouseholdEpisode:
         episode = self.env.reset(task_id)
@@ -59,6 +60,18 @@ def test_batched_rollout_steps_all_episodes_in_lockstep(household: Household) ->
     expert = {t.task_id: t for t in rollout(household, tasks, ExpertPolicy(), "seen")}
     assert {t.task_id: [s.action for s in t.steps] for t in batched} == {
         tid: [s.action for s in t.steps] for tid, t in expert.items()}
+
+
+def test_a_rollout_holds_no_more_episodes_than_the_environment_can(household: Household
+                                                                   ) -> None:
+    """Real ALFWorld holds a worker process per live episode: a batch of 256 once took most
+    of a 24 GB machine. The environment's limit caps the batch, and every task still plays."""
+    typist = ExpertTypist(household)
+    typist.live_episodes = 2
+    tasks = household.task_ids("seen", 5)
+    played = list(rollout(typist, tasks, LLMPolicy(typist), "seen", batch_size=256))
+    assert max(typist.calls) == 2 and sorted(t.task_id for t in played) == sorted(tasks)
+    assert all(t.success for t in played)
 
 
 def test_rollout_does_not_depend_on_batch_size(household: Household) -> None:

@@ -109,6 +109,7 @@ class Environment(Protocol):
     graded: bool  # rewards give partial credit (a score beside success), not just the win
     reply_tokens: int  # new tokens for one agent reply
     system: str  # the agent's system prompt: the action grammar
+    live_episodes: int | None  # episodes it can hold at once (None: no limit)
 
     @staticmethod
     def task_message(instruction: str, initial_observation: str) -> str:

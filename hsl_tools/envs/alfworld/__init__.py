@@ -8,6 +8,7 @@ Splits as ETO and the paper use them: `train` (3553 games), `seen` (valid_seen, 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 from hsl_tools.envs.alfworld import games
@@ -129,6 +130,10 @@ class Alfworld(AlfworldFamily):
 
     name = "alfworld"
     splits = tuple(games.SPLIT_FOLDERS)
+    # a live episode holds a game worker process (~130 MB): the expert's batch of 256 took
+    # ~20 GB of a 24 GB machine and got a training job beside it killed for memory; a few
+    # workers a core keep the cores busy all the same
+    live_episodes = 8 * (os.cpu_count() or 1)
 
     def __init__(self, max_steps: int = 40, max_loads: int = 25, fast: bool = True) -> None:
         self.max_steps = max_steps

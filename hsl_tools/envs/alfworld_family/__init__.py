@@ -46,6 +46,7 @@ class AlfworldFamily:
     no_effect = "Nothing happens."  # what the game says to an action that changed nothing
     max_goals = None  # a trajectory can achieve many goals
     goal_chars = 80  # "put a clean mug in coffeemachine" and the like
+    live_episodes: int | None = None  # the household world plays in-process: no limit
 
     def close(self) -> None:
         """Nothing held (ALFWorld, which holds game workers, gives them back)."""

@@ -137,11 +137,12 @@ class WebShop:
     no_effect = None  # an action that does nothing leaves the page as it was: no message
     max_goals = 1  # the purchase, if any
     goal_chars = 400  # an instruction naming a product title, its options and a price bound
+    live_episodes = None  # an episode is a page state in-process (or a server's session)
     rule_goals = staticmethod(rules.rule_goals)
+    rule_relevance = staticmethod(rules.rule_relevance)
 
     def close(self) -> None:
         """Nothing held between episodes (a remote episode closes its own session)."""
-    rule_relevance = staticmethod(rules.rule_relevance)
 
     # -- the goal space: shopping instructions, free text (what one purchase satisfies)
     @staticmethod
