@@ -130,10 +130,10 @@ class Alfworld(AlfworldFamily):
 
     name = "alfworld"
     splits = tuple(games.SPLIT_FOLDERS)
-    # a live episode holds a game worker process (~130 MB): the expert's batch of 256 took
-    # ~20 GB of a 24 GB machine and got a training job beside it killed for memory; a few
-    # workers a core keep the cores busy all the same
-    live_episodes = 8 * (os.cpu_count() or 1)
+    # a live episode holds a game worker process, which grows to ~100 MB: the expert's batch
+    # of 256 ran a 24 GB machine out of memory. Two a GiB of memory keep them under a fifth
+    # of it (47 on a 24 GB machine: more than the 32 the recipes' model rollouts batch)
+    live_episodes = max(8, 2 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30)
 
     def __init__(self, max_steps: int = 40, max_loads: int = 25, fast: bool = True) -> None:
         self.max_steps = max_steps
